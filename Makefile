@@ -1,0 +1,40 @@
+# The two commands a newcomer needs: `make demo` and `make test`.
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+
+.PHONY: install test lint fmt typecheck pytest demo bench clean
+
+install: $(STAMP)
+
+# Re-install only when the project metadata changed: quick and idempotent otherwise.
+$(STAMP): pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+lint: install
+	$(VENV)/bin/ruff check harvester tests scripts
+	$(VENV)/bin/ruff format --check harvester tests scripts
+
+fmt: install
+	$(VENV)/bin/ruff format harvester tests scripts
+	$(VENV)/bin/ruff check --fix harvester tests scripts
+
+typecheck: install
+	$(VENV)/bin/mypy
+
+pytest: install
+	$(VENV)/bin/pytest -q
+
+test: lint typecheck pytest
+
+demo: install
+	$(VENV)/bin/harvester demo
+
+bench: install
+	$(PY) scripts/bench.py
+
+clean:
+	rm -rf $(VENV) demo-data .pytest_cache .mypy_cache .ruff_cache .hypothesis build *.egg-info

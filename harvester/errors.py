@@ -1,0 +1,98 @@
+"""The one exception tree of the harvester.
+
+Every failure the harvester knows about is a ``HarvesterError``. aiohttp and OS errors are
+translated into it at one boundary (the client for the network, the storage seam for disks),
+and the CLI maps the classes below to exit codes::
+
+    HarvesterError
+    ├── ConfigError                 bad option, config key, date, zone, URL       → exit 2
+    ├── AuthError                   sign-in refused, 401 after a fresh sign-in     → exit 3
+    ├── RemoteError                 the server or the network misbehaved
+    │   ├── RetryableError          worth another attempt after a back-off
+    │   │   ├── RateLimitedError    HTTP 429 (carries Retry-After when sent)
+    │   │   ├── ServerError         HTTP 5xx
+    │   │   ├── TransportError      reset, refused, timeout, DNS/TLS trouble mid-run
+    │   │   └── ShapeError          a 200 whose body is not the documented shape
+    │   └── FatalRemoteError        no retry can help (4xx other than 401/429)
+    │       └── ServerUnreachableError  nothing listens at the base URL (at start-up)
+    ├── StorageError                the output folder cannot be read or written    → exit 2
+    │   ├── LockedError             another run holds the lock on OUT              → exit 2
+    │   └── IncompatibleCheckpointError  checkpoint written by another version     → exit 2
+    └── Interrupted                 SIGINT/SIGTERM: drained, checkpoint saved      → exit 130
+
+A ``RemoteError`` that escapes a run (e.g. while listing devices) exits 1.
+"""
+
+from __future__ import annotations
+
+
+class HarvesterError(Exception):
+    """Root of every error the harvester raises on purpose."""
+
+
+class ConfigError(HarvesterError):
+    """A configuration, option or input problem the user can fix."""
+
+
+class AuthError(HarvesterError):
+    """The service refused our credentials or a freshly issued token."""
+
+
+class RemoteError(HarvesterError):
+    """The server or the network between us misbehaved."""
+
+
+class RetryableError(RemoteError):
+    """A transient remote failure: another attempt after a back-off may succeed."""
+
+
+class RateLimitedError(RetryableError):
+    """HTTP 429. ``retry_after`` is the server's hint in seconds, when it sent one."""
+
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class ServerError(RetryableError):
+    """HTTP 5xx."""
+
+    def __init__(self, message: str, status: int) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class TransportError(RetryableError):
+    """Connection reset or refused, timeout, or a broken response stream."""
+
+
+class ShapeError(RetryableError):
+    """A 200 whose body is not the documented shape (truncated JSON, missing ``data``)."""
+
+
+class FatalRemoteError(RemoteError):
+    """A remote failure that no retry can fix (e.g. HTTP 400 for a malformed request)."""
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class ServerUnreachableError(FatalRemoteError):
+    """Nothing answers at the base URL, or it is not the SENSIT API (e.g. an HTML page)."""
+
+
+class StorageError(HarvesterError):
+    """The output location cannot be read or written (permissions, disk full, foreign files)."""
+
+
+class LockedError(StorageError):
+    """Another run holds the lock on the output location."""
+
+
+class IncompatibleCheckpointError(StorageError):
+    """The checkpoint was written by an incompatible version of the harvester."""
+
+
+class Interrupted(HarvesterError):
+    """The run was stopped by a signal after draining and saving the checkpoint."""

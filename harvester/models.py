@@ -1,0 +1,97 @@
+"""Plain value types shared by the planner, the pool, the sink and the checkpoint.
+
+All datetimes are timezone-aware UTC. Intervals are half-open: ``[start, end)``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from typing import Final, Literal
+
+DeviceType = Literal["FMD", "SPOD", "RAMP"]
+DEVICE_TYPES: Final[tuple[DeviceType, ...]] = ("FMD", "SPOD", "RAMP")
+
+#: Width of one slot of the UTC window grid; the API serves at most two hours per call.
+WINDOW: Final = dt.timedelta(hours=2)
+
+
+@dataclass(frozen=True, slots=True)
+class Device:
+    """One sensor as listed by ``getDevicesFromDeviceTypeAndRole``."""
+
+    uuid: str
+    type: DeviceType
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class DayAvailability:
+    """One entry of ``get{TYPE}DataAvailableDates`` asked with ``Timezone: UTC``.
+
+    ``day`` is the UTC calendar day, ``count`` the server's record count for it and
+    ``last_record`` the time of its newest record.
+    """
+
+    day: dt.date
+    count: int
+    last_record: dt.datetime
+
+
+@dataclass(frozen=True, slots=True)
+class WindowJob:
+    """One records request: ``[start, end)`` inside one slot of the UTC 2-hour grid.
+
+    ``start``/``end`` are the slot's bounds unless a range edge clipped them. ``day_count``
+    and ``day_last_record`` are what the server reported for the UTC day when it was
+    planned; ``sealed`` says the device had already sent data after ``end``, so the window
+    is not expected to grow.
+    """
+
+    device: Device
+    day: dt.date
+    start: dt.datetime
+    end: dt.datetime
+    day_count: int
+    day_last_record: dt.datetime
+
+    @property
+    def sealed(self) -> bool:
+        return self.end <= self.day_last_record
+
+
+@dataclass(frozen=True, slots=True)
+class FinishedWindow:
+    """Checkpoint entry: the rows of ``[start, end)`` are durable in the day's file.
+
+    ``records`` is the number of distinct rows that fell in the window; ``day_count`` the
+    server's count for the UTC day the window was planned against.
+    """
+
+    device_uuid: str
+    device_type: DeviceType
+    start: dt.datetime
+    end: dt.datetime
+    records: int
+    day_count: int
+    sealed: bool
+
+    @property
+    def day(self) -> dt.date:
+        return self.start.date()
+
+
+@dataclass(frozen=True, slots=True)
+class FailedWindow:
+    """Checkpoint entry: every attempt at ``[start, end)`` failed; the next run retries it."""
+
+    device_uuid: str
+    device_type: DeviceType
+    start: dt.datetime
+    end: dt.datetime
+    reason: str
+    attempts: int
+
+    @property
+    def day(self) -> dt.date:
+        return self.start.date()

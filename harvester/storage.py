@@ -1,0 +1,157 @@
+"""The filesystem seam: everything the sink and the checkpoint write goes through ``Storage``.
+
+Paths are relative, ``/``-separated keys under the output root. ``write_file`` is atomic
+and durable: readers see the old content or the new, never a torn file. On a local disk that
+is write-to-temporary + fsync + rename + fsync of the folder; on object storage (later) it is
+one PUT to the final key. Temporary names start with ``.`` and do not end in ``.parquet``, so
+dataset readers (pyarrow ignores ``.``/``_`` prefixes, DuckDB globs ``*.parquet``) never see
+them. OS errors are translated here, and only here, into ``StorageError``.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import os
+import secrets
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import BinaryIO, Protocol
+
+from harvester.errors import LockedError, StorageError
+
+TMP_PREFIX = "."
+TMP_MARK = ".tmp-"
+
+
+class StorageLock(Protocol):
+    def release(self) -> None: ...
+
+
+class Storage(Protocol):
+    """What the sink and the checkpoint need from where the archive lives."""
+
+    def describe(self) -> str: ...
+
+    def write_file(self, key: str, write: Callable[[BinaryIO], None]) -> None: ...
+
+    def read_bytes(self, key: str) -> bytes: ...
+
+    def exists(self, key: str) -> bool: ...
+
+    def list_files(self, prefix: str = "") -> list[str]: ...
+
+    def delete(self, key: str) -> None: ...
+
+    def acquire_lock(self, key: str, owner: str) -> StorageLock: ...
+
+
+def _explain(exc: OSError, what: str) -> StorageError:
+    if exc.errno == errno.ENOSPC:
+        hint = "the disk is full; free space and run again"
+    elif exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        hint = "permission denied; choose a writable --out"
+    elif exc.errno == errno.ENOTDIR:
+        hint = "a path component is a file, not a folder"
+    else:
+        hint = exc.strerror or type(exc).__name__
+    return StorageError(f"cannot {what}: {hint}")
+
+
+class _FlockLock:
+    def __init__(self, fd: int) -> None:
+        self._fd: int | None = fd
+
+    def release(self) -> None:
+        if self._fd is not None:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+            os.close(self._fd)
+            self._fd = None
+
+
+class LocalStorage:
+    """A folder on a local (POSIX) filesystem."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def describe(self) -> str:
+        return str(self.root)
+
+    def _path(self, key: str) -> Path:
+        return self.root / key
+
+    @contextmanager
+    def _translate(self, what: str) -> Iterator[None]:
+        try:
+            yield
+        except OSError as exc:
+            raise _explain(exc, what) from exc
+
+    def write_file(self, key: str, write: Callable[[BinaryIO], None]) -> None:
+        final = self._path(key)
+        tmp = final.with_name(f"{TMP_PREFIX}{final.name}{TMP_MARK}{secrets.token_hex(4)}")
+        with self._translate(f"write {final}"):
+            final.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                with open(tmp, "wb") as handle:
+                    write(handle)
+                    handle.flush()
+                    os.fsync(handle.fileno())
+                os.replace(tmp, final)
+            except BaseException:
+                tmp.unlink(missing_ok=True)
+                raise
+            _fsync_dir(final.parent)
+
+    def read_bytes(self, key: str) -> bytes:
+        with self._translate(f"read {self._path(key)}"):
+            return self._path(key).read_bytes()
+
+    def exists(self, key: str) -> bool:
+        return self._path(key).exists()
+
+    def list_files(self, prefix: str = "") -> list[str]:
+        base = self._path(prefix) if prefix else self.root
+        if not base.is_dir():
+            return []
+        with self._translate(f"list {base}"):
+            return sorted(
+                p.relative_to(self.root).as_posix() for p in base.rglob("*") if p.is_file()
+            )
+
+    def delete(self, key: str) -> None:
+        with self._translate(f"delete {self._path(key)}"):
+            self._path(key).unlink(missing_ok=True)
+
+    def acquire_lock(self, key: str, owner: str) -> StorageLock:
+        path = self._path(key)
+        with self._translate(f"create the lock file {path}"):
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 200, 0).decode(errors="replace").strip() or "another run"
+            os.close(fd)
+            raise LockedError(
+                f"{self.root} is in use by {holder}; wait for it to finish or choose another --out"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, owner.encode(), 0)
+        return _FlockLock(fd)
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def is_temporary(key: str) -> bool:
+    """True for the leftovers of an interrupted ``write_file``."""
+    name = key.rsplit("/", 1)[-1]
+    return name.startswith(TMP_PREFIX) and TMP_MARK in name
