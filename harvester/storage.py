@@ -38,6 +38,8 @@ class Storage(Protocol):
 
     def read_bytes(self, key: str) -> bytes: ...
 
+    def open_input(self, key: str) -> BinaryIO: ...
+
     def exists(self, key: str) -> bool: ...
 
     def list_files(self, prefix: str = "") -> list[str]: ...
@@ -108,6 +110,11 @@ class LocalStorage:
     def read_bytes(self, key: str) -> bytes:
         with self._translate(f"read {self._path(key)}"):
             return self._path(key).read_bytes()
+
+    def open_input(self, key: str) -> BinaryIO:
+        """A seekable reader, so Parquet footers can be read without the whole file."""
+        with self._translate(f"read {self._path(key)}"):
+            return self._path(key).open("rb")
 
     def exists(self, key: str) -> bool:
         return self._path(key).exists()
