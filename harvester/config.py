@@ -316,5 +316,6 @@ def require_credentials(config: HarvestConfig) -> tuple[str, str]:
     if missing:
         hints = " and ".join(f"{_flag(n)} (or {ENV_PREFIX}{n.upper()})" for n in missing)
         raise ConfigError(f"no {' and '.join(missing)} given: pass {hints}")
-    assert config.email is not None and config.password is not None
+    assert config.email is not None
+    assert config.password is not None
     return config.email, config.password.reveal()
