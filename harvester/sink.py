@@ -1,0 +1,290 @@
+"""A device-day's fetched windows → one sorted, de-duplicated zstd Parquet file.
+
+Layout: ``device_type=T/device_id=U/day=D/U_D.parquet`` (hive partitioning; the partition keys
+are not stored inside the file). Everything goes through the ``Storage`` seam, whose
+``write_file`` is atomic and durable, so a day is replaced whole or not at all and the final
+key is deterministic: writing a day again replaces its file.
+
+The unified schema of each device type lives in a ``SchemaRegistry`` persisted under
+``_harvest/schema/<TYPE>.arrow`` (an Arrow IPC schema: ``pyarrow.ipc.read_schema`` reads it).
+Every day file is written on the registry's schema of the moment; ``ParquetSink.align_files``
+rewrites the files written before a widening, so that readers that take the first file's
+schema (pandas, ``pyarrow.dataset``) see every field.
+
+``write_day`` and ``align_files`` are synchronous and CPU-heavy: call them in a worker thread.
+Different device-days may be written concurrently; one device-day must not be written by two
+threads at once, and ``align_files`` must not overlap ``write_day`` calls of its device type.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from functools import reduce
+from typing import BinaryIO, Final
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+import structlog
+
+from harvester.models import Device
+from harvester.parse import DATE_FIELD, ID_FIELD
+from harvester.schema import TIMESTAMP, conform, unify
+from harvester.storage import Storage, is_temporary
+
+log = structlog.get_logger(__name__)
+
+#: Hive partition keys; a source field of the same name is stored as ``<name>_src``.
+PARTITION_KEYS: Final = ("device_type", "device_id", "day")
+RENAMED_SUFFIX: Final = "_src"
+SCHEMA_PREFIX: Final = "_harvest/schema/"
+SCHEMA_SUFFIX: Final = ".arrow"
+_EMPTY: Final = pa.schema([])
+_ONE_DAY: Final = dt.timedelta(days=1)
+
+
+def day_file_key(device_type: str, uuid: str, day: dt.date) -> str:
+    """The storage key of a device-day's one Parquet file."""
+    iso = day.isoformat()
+    return f"device_type={device_type}/device_id={uuid}/day={iso}/{uuid}_{iso}.parquet"
+
+
+@dataclass(frozen=True)
+class WindowRows:
+    """One fetched window ``[start, end)`` and its parsed records (unfiltered, maybe dupes)."""
+
+    start: dt.datetime
+    end: dt.datetime
+    table: pa.Table
+
+
+@dataclass(frozen=True)
+class DayWriteResult:
+    """What ``write_day`` stored.
+
+    ``rows_per_window`` counts the distinct records of each window that fell inside it;
+    ``bytes_written`` is 0 when nothing had to be written (no new rows).
+    """
+
+    rows_per_window: dict[tuple[dt.datetime, dt.datetime], int]
+    rows_in_file: int
+    bytes_written: int
+    existing_file_unreadable: bool
+
+
+class SchemaRegistry:
+    """The unified schema of each device type so far, persisted through the storage seam."""
+
+    def __init__(self, storage: Storage) -> None:
+        self._storage = storage
+        self._lock = threading.Lock()
+        self._schemas: dict[str, pa.Schema] = {}
+        self._widened: set[str] = set()
+        for key in storage.list_files(SCHEMA_PREFIX):
+            if key.endswith(SCHEMA_SUFFIX) and not is_temporary(key):
+                device_type = key.removeprefix(SCHEMA_PREFIX).removesuffix(SCHEMA_SUFFIX)
+                self._schemas[device_type] = self._load(key)
+
+    def _load(self, key: str) -> pa.Schema:
+        try:
+            return pa.ipc.read_schema(pa.py_buffer(self._storage.read_bytes(key)))
+        except (pa.ArrowException, OSError) as exc:
+            # The data files still hold every field: align_files rebuilds the schema from them.
+            log.warning("schema_file_unreadable", key=key, error=str(exc))
+            return _EMPTY
+
+    def schema(self, device_type: str) -> pa.Schema:
+        """The unified schema of ``device_type`` (empty when nothing was seen yet)."""
+        with self._lock:
+            return self._schemas.get(device_type, _EMPTY)
+
+    @property
+    def widened(self) -> frozenset[str]:
+        """The device types whose schema widened since this registry was loaded."""
+        with self._lock:
+            return frozenset(self._widened)
+
+    def widen(self, device_type: str, schema: pa.Schema) -> pa.Schema:
+        """Unifies ``schema`` into the type's schema, persists it if it changed, returns it."""
+        with self._lock:
+            current = self._schemas.get(device_type, _EMPTY)
+            unified = unify(current, schema)
+            if unified.equals(current):
+                return current
+            key = f"{SCHEMA_PREFIX}{device_type}{SCHEMA_SUFFIX}"
+            payload = unified.serialize()
+            self._storage.write_file(key, _writer(payload))
+            self._schemas[device_type] = unified
+            self._widened.add(device_type)
+            added = [name for name in unified.names if name not in current.names]
+            log.info("schema_widened", device_type=device_type, new_fields=added)
+            return unified
+
+
+class ParquetSink:
+    """Writes device-days as Parquet files through ``storage``."""
+
+    def __init__(self, storage: Storage, schemas: SchemaRegistry) -> None:
+        self._storage = storage
+        self._schemas = schemas
+        self._lock = threading.Lock()
+        self._written: dict[str, pa.Schema] = {}
+        self._renames_logged: set[tuple[str, str]] = set()
+
+    def write_day(
+        self, device: Device, day: dt.date, windows: Sequence[WindowRows]
+    ) -> DayWriteResult:
+        """Merges ``windows`` into the day's file (see the module docstring).
+
+        Keeps the rows with ``start <= date < end`` of their window (and inside ``day``),
+        unions them with the existing file, keeps the newest copy of each ``_id`` (later
+        windows are newer than earlier ones, every window newer than the file), sorts by
+        ``date`` then ``_id`` and writes the result on the device type's unified schema.
+        """
+        key = day_file_key(device.type, device.uuid, day)
+        day_start = dt.datetime.combine(day, dt.time(), dt.UTC)
+        pieces: list[pa.Table] = []
+        existing = self._read_existing(key)
+        unreadable = existing is None and self._storage.exists(key)
+        if existing is not None:
+            pieces.append(existing)
+        rows_per_window: dict[tuple[dt.datetime, dt.datetime], int] = {}
+        fresh_rows = 0
+        for window in windows:
+            start = max(window.start, day_start)
+            end = min(window.end, day_start + _ONE_DAY)
+            rows = _inside(self._rename_partition_keys(device, window.table), start, end)
+            rows_per_window[(window.start, window.end)] = (
+                pc.count_distinct(rows.column(ID_FIELD)).as_py() if rows.num_rows else 0
+            )
+            if rows.num_rows:
+                pieces.append(rows)
+                fresh_rows += rows.num_rows
+        if not fresh_rows:
+            if unreadable:
+                self._storage.delete(key)
+            kept = 0 if existing is None else existing.num_rows
+            return DayWriteResult(rows_per_window, kept, 0, unreadable)
+
+        schema = self._schemas.widen(device.type, reduce(unify, (p.schema for p in pieces)))
+        table = _newest_per_id_sorted(pa.concat_tables([conform(p, schema) for p in pieces]))
+        written = self._write(key, table)
+        log.debug("day_written", key=key, rows=table.num_rows, bytes=written)
+        return DayWriteResult(rows_per_window, table.num_rows, written, unreadable)
+
+    def align_files(self, device_type: str) -> int:
+        """Rewrites the type's day files whose schema is not the unified one; returns how many.
+
+        Widens the registry with every file's schema first, so a lost registry is rebuilt.
+        """
+        schemas: dict[str, pa.Schema] = {}
+        for key in self._storage.list_files(f"device_type={device_type}/"):
+            if not key.endswith(".parquet") or is_temporary(key):
+                continue
+            with self._lock:
+                known = self._written.get(key)
+            schema = known if known is not None else self._read_schema(key)
+            if schema is not None:
+                schemas[key] = schema
+                self._schemas.widen(device_type, schema)
+        target = self._schemas.schema(device_type)
+        rewritten = 0
+        for key, schema in schemas.items():
+            if schema.equals(target):
+                continue
+            table = self._read_existing(key)
+            if table is not None:
+                self._write(key, conform(table, target))
+                rewritten += 1
+        log.info("files_aligned", device_type=device_type, files=len(schemas), rewritten=rewritten)
+        return rewritten
+
+    def _write(self, key: str, table: pa.Table) -> int:
+        buffer = pa.BufferOutputStream()
+        pq.write_table(table, buffer, compression="zstd")
+        payload = buffer.getvalue()
+        self._storage.write_file(key, _writer(payload))
+        with self._lock:
+            self._written[key] = table.schema
+        return int(payload.size)
+
+    def _read_schema(self, key: str) -> pa.Schema | None:
+        try:
+            return pq.read_schema(pa.BufferReader(self._storage.read_bytes(key)))
+        except (pa.ArrowException, OSError) as exc:
+            log.warning("day_file_unreadable", key=key, error=str(exc))
+            return None
+
+    def _read_existing(self, key: str) -> pa.Table | None:
+        """The day file's rows, or None when there is none or it cannot be read (logged)."""
+        if not self._storage.exists(key):
+            return None
+        try:
+            table = pq.read_table(pa.BufferReader(self._storage.read_bytes(key)))
+        except (pa.ArrowException, OSError) as exc:
+            log.warning("day_file_unreadable", key=key, error=str(exc))
+            return None
+        schema = table.schema
+        if ID_FIELD not in schema.names or DATE_FIELD not in schema.names:
+            log.warning("day_file_unreadable", key=key, error="no _id or date column")
+            return None
+        if not schema.field(DATE_FIELD).type.equals(TIMESTAMP):
+            log.warning("day_file_unreadable", key=key, error="date is not timestamp[ms, UTC]")
+            return None
+        return table.replace_schema_metadata(None)
+
+    def _rename_partition_keys(self, device: Device, table: pa.Table) -> pa.Table:
+        names = list(table.column_names)
+        clashes = [name for name in names if name in PARTITION_KEYS]
+        if not clashes:
+            return table
+        for name in clashes:
+            renamed = name + RENAMED_SUFFIX
+            while renamed in names:
+                renamed += RENAMED_SUFFIX
+            names[names.index(name)] = renamed
+            with self._lock:
+                first_time = (device.type, name) not in self._renames_logged
+                self._renames_logged.add((device.type, name))
+            if first_time:
+                log.info(
+                    "partition_key_field_renamed",
+                    device_type=device.type,
+                    field=name,
+                    stored_as=renamed,
+                )
+        return table.rename_columns(names)
+
+
+def _inside(table: pa.Table, start: dt.datetime, end: dt.datetime) -> pa.Table:
+    """The rows with ``start <= date < end``."""
+    if table.num_rows == 0:
+        return table
+    dates = table.column(DATE_FIELD)
+    mask = pc.and_(
+        pc.greater_equal(dates, pa.scalar(start, TIMESTAMP)),
+        pc.less(dates, pa.scalar(end, TIMESTAMP)),
+    )
+    return table.filter(mask)
+
+
+def _newest_per_id_sorted(table: pa.Table) -> pa.Table:
+    """The last row of each ``_id`` (rows are oldest first), ordered by ``date`` then ``_id``."""
+    ids = table.column(ID_FIELD)
+    positions = pa.table({"id": ids, "row": np.arange(table.num_rows, dtype=np.int64)})
+    newest = positions.group_by("id", use_threads=False).aggregate([("row", "max")])
+    keep = newest.column("row_max")
+    keys = pa.table({"date": table.column(DATE_FIELD).take(keep), "id": ids.take(keep)})
+    order = pc.sort_indices(keys, sort_keys=[("date", "ascending"), ("id", "ascending")])
+    return table.take(keep.take(order))
+
+
+def _writer(payload: pa.Buffer) -> Callable[[BinaryIO], None]:
+    def write(handle: BinaryIO) -> None:
+        handle.write(payload)
+
+    return write
