@@ -1,0 +1,185 @@
+"""Tests of harvester.parse: response bodies → Arrow tables."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import orjson
+import pyarrow as pa
+import pytest
+
+from harvester.errors import ShapeError
+from harvester.parse import build_array, parse_window
+
+UTC_MS = pa.timestamp("ms", tz="UTC")
+
+
+def _record(i: int, **fields: object) -> dict[str, object]:
+    stamp = dt.datetime(2024, 2, 5, 22, tzinfo=dt.UTC) + dt.timedelta(seconds=i)
+    return {
+        "_id": f"{i:024x}",
+        "id": "1041",
+        "date": stamp.strftime("%Y-%m-%dT%H:%M:%S.000Z"),
+        **fields,
+    }
+
+
+def _body(records: list[dict[str, object]]) -> bytes:
+    return orjson.dumps({"data": records})
+
+
+def test_spod_window_keeps_every_field_and_order() -> None:
+    """A SPOD-like window becomes one row per record, fields under their source names."""
+    records = [
+        _record(i, pid1_PPB_Calc=1.5 * i, temp=20.25, ws_direction=i % 360, lat=39.7)
+        for i in range(50, 0, -1)
+    ]
+    table = parse_window(_body(records))
+    assert table.num_rows == 50
+    assert table.column_names == [
+        "_id",
+        "id",
+        "date",
+        "pid1_PPB_Calc",
+        "temp",
+        "ws_direction",
+        "lat",
+    ]
+    assert table.column("_id").to_pylist() == [r["_id"] for r in records]
+    assert table.schema.field("ws_direction").type == pa.int64()
+    assert table.column("pid1_PPB_Calc").to_pylist() == [r["pid1_PPB_Calc"] for r in records]
+
+
+def test_date_becomes_utc_millisecond_timestamp_with_or_without_millis() -> None:
+    """`date` is timestamp[ms, UTC] whether pyarrow inferred a string or a timestamp."""
+    with_millis = parse_window(_body([_record(1)]))
+    without = parse_window(b'{"data":[{"_id":"a","date":"2024-02-05T22:00:01Z"}]}')
+    mixed = parse_window(
+        b'{"data":[{"_id":"a","date":"2024-02-05T22:00:01Z"},'
+        b'{"_id":"b","date":"2024-02-05T22:00:01.250Z"}]}'
+    )
+    expected = dt.datetime(2024, 2, 5, 22, 0, 1, tzinfo=dt.UTC)
+    for table in (with_millis, without, mixed):
+        assert table.schema.field("date").type == UTC_MS
+        assert table.column("date")[0].as_py() == expected
+    assert mixed.column("date")[1].as_py() == expected + dt.timedelta(milliseconds=250)
+
+
+def test_date_with_offset_is_converted_to_utc() -> None:
+    """A `date` with a numeric offset is stored as the same instant in UTC."""
+    table = parse_window(b'{"data":[{"_id":"a","date":"2024-02-05T23:00:01+01:00"}]}')
+    assert table.column("date")[0].as_py() == dt.datetime(2024, 2, 5, 22, 0, 1, tzinfo=dt.UTC)
+
+
+def test_empty_data_is_a_zero_row_table() -> None:
+    """`{"data": []}` is a valid window without records."""
+    assert parse_window(b'{"data": []}').num_rows == 0
+
+
+def test_int_and_float_in_one_window_become_float() -> None:
+    """A field that is an int in some records and a float in others is float64, exactly."""
+    table = parse_window(_body([_record(0, temp=20), _record(1, temp=20.5), _record(2, temp=-3)]))
+    assert table.schema.field("temp").type == pa.float64()
+    assert table.column("temp").to_pylist() == [20.0, 20.5, -3.0]
+
+
+def test_nulls_and_fields_appearing_later_are_nulls() -> None:
+    """A field null everywhere has type null; one absent from early records is null there."""
+    table = parse_window(
+        _body([_record(0, rh_Humd=None), _record(1, rh_Humd=None, pressure_mbar=1013.2)])
+    )
+    assert table.schema.field("rh_Humd").type == pa.null()
+    assert table.column("pressure_mbar").to_pylist() == [None, 1013.2]
+
+
+def test_conflicting_kinds_fall_back_and_keep_values_as_text() -> None:
+    """Number vs string vs object in one field is parsed (fallback) with values as text."""
+    records = [
+        _record(0, mixed=1, flag=True, nested={"a": 1}),
+        _record(1, mixed="n/a", flag=1, nested=2.5),
+        _record(2, mixed={"k": [1, 2]}, flag=None, nested={"a": 2, "b": "x"}),
+    ]
+    table = parse_window(_body(records))
+    assert table.num_rows == 3
+    assert table.column("mixed").to_pylist() == ["1", "n/a", '{"k":[1,2]}']
+    assert table.column("flag").to_pylist() == ["true", "1", None]
+    assert table.column("nested").to_pylist() == ['{"a":1}', "2.5", '{"a":2,"b":"x"}']
+    assert table.schema.field("date").type == UTC_MS
+
+
+def test_fallback_builds_nested_structs_and_lists_like_the_fast_path() -> None:
+    """Nested objects and lists keep their structure when the fallback path is taken."""
+    records = [
+        _record(0, conflict=1, gps={"lat": 1, "fix": True}, vals=[1, 2]),
+        _record(1, conflict="x", gps={"lat": 2.5}, vals=None),
+    ]
+    fallback = parse_window(_body(records))
+    fast = parse_window(_body([{k: v for k, v in r.items() if k != "conflict"} for r in records]))
+    assert fallback.drop_columns(["conflict"]).equals(fast)
+    assert fast.column("gps").to_pylist() == [{"lat": 1.0, "fix": True}, {"lat": 2.5, "fix": None}]
+
+
+def test_repeated_key_is_parsed_with_the_last_value() -> None:
+    """A body with a repeated key (valid JSON pyarrow refuses) is parsed, last value wins."""
+    table = parse_window(b'{"data":[{"_id":"a","date":"2024-02-05T22:00:00Z","x":1,"x":2}]}')
+    assert table.column("x").to_pylist() == [2]
+
+
+def test_empty_objects_become_nulls() -> None:
+    """An empty object (which Parquet cannot store as a struct) is kept as a null field."""
+    table = parse_window(_body([_record(0, cfg={}), _record(1, cfg={})]))
+    assert table.schema.field("cfg").type == pa.null()
+
+
+def test_integers_beyond_64_bits_are_kept_as_floats() -> None:
+    """Valid JSON with a huge integer (orjson refuses it) still parses."""
+    table = parse_window(
+        b'{"data":[{"_id":"a","date":"2024-02-05T22:00:00Z","x":99999999999999999999,"y":1},'
+        b'{"_id":"b","date":"2024-02-05T22:00:00Z","x":1,"y":"s"}]}'
+    )
+    assert table.column("x").to_pylist() == [1e20, 1.0]
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        pytest.param(b"", id="empty"),
+        pytest.param(b"<html>502 Bad Gateway</html>", id="html"),
+        pytest.param(b'{"data":[{"_id":"a","date":"2024-02-05T22:00:00Z"}', id="truncated"),
+        pytest.param(b"[1, 2]", id="array"),
+        pytest.param(b'"data"', id="string"),
+        pytest.param(b'{"message":"ok"}', id="no-data"),
+        pytest.param(b'{"data":null}', id="data-null"),
+        pytest.param(b'{"data":{"a":1}}', id="data-object"),
+        pytest.param(b'{"data":5}', id="data-number"),
+        pytest.param(b'{"data":[1,2]}', id="records-not-objects"),
+        pytest.param(b'{"data":[null]}', id="record-null"),
+        pytest.param(b'{"data":[]}{"data":[]}', id="two-documents"),
+        pytest.param(b'{"data":[{"date":"2024-02-05T22:00:00Z"}]}', id="no-id"),
+        pytest.param(b'{"data":[{"_id":"a"}]}', id="no-date"),
+        pytest.param(b'{"data":[{"_id":"a","date":"yesterday"}]}', id="bad-date"),
+        pytest.param(b'{"data":[{"_id":"a","date":null}]}', id="null-date"),
+    ],
+)
+def test_bodies_not_of_the_documented_shape_raise_shape_error(body: bytes) -> None:
+    """Anything but a JSON object with a `data` list of records is a (retryable) ShapeError."""
+    with pytest.raises(ShapeError):
+        parse_window(body)
+
+
+def test_truncated_real_window_raises_shape_error() -> None:
+    """A large body cut anywhere in the middle is rejected, never read as fewer records."""
+    body = _body([_record(i, temp=20.5) for i in range(500)])
+    for cut in (len(body) - 1, len(body) // 2, 10):
+        with pytest.raises(ShapeError):
+            parse_window(body[:cut])
+
+
+def test_build_array_types_follow_the_schema_rules() -> None:
+    """The fallback builder types columns as harvester.schema would unify them."""
+    assert build_array([1, None, 2]).type == pa.int64()
+    assert build_array([1, 2.5]).type == pa.float64()
+    assert build_array([True, None]).type == pa.bool_()
+    assert build_array([None, None]).type == pa.null()
+    assert build_array([[1], [2.5, 3]]).type == pa.list_(pa.float64())
+    assert build_array([True, 1]).to_pylist() == ["true", "1"]
