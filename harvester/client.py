@@ -1,0 +1,549 @@
+"""The one aiohttp boundary: SENSIT Connect calls in, project errors and plain values out.
+
+Every aiohttp, OS and timeout exception, and every HTTP status other than success, becomes a
+class of :mod:`harvester.errors` here and nowhere else. Sign-in is single flight: a 401 or a
+token near its ``exp`` makes exactly one caller sign in again while the others wait for it.
+The password and the token never enter an exception message, a log event or a ``repr``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import datetime as dt
+import email.utils
+import math
+import re
+import ssl
+import time
+from collections import Counter
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Any, Final, TypeGuard
+
+import aiohttp
+import orjson
+import structlog
+import yarl
+
+from harvester import __version__
+from harvester.errors import (
+    AuthError,
+    ConfigError,
+    FatalRemoteError,
+    RateLimitedError,
+    RemoteError,
+    ServerError,
+    ServerUnreachableError,
+    ShapeError,
+    TransportError,
+)
+from harvester.models import DEVICE_TYPES, DayAvailability, Device
+
+log = structlog.get_logger(__name__)
+
+USER_AGENT: Final = f"sensit-harvester/{__version__}"
+#: The refresh margin never exceeds this share of a token's life, so short-lived tokens
+#: (minutes, in tests seconds) are still used for most of their life.
+_MAX_MARGIN_SHARE: Final = 0.2
+_EXCERPT_CHARS: Final = 200
+_TAG = re.compile(r"<[^>]*>")
+_SPACE = re.compile(r"\s+")
+
+
+@dataclass(frozen=True)
+class ClientSettings:
+    """Where and how to reach SENSIT Connect. ``password`` is kept out of ``repr``."""
+
+    base_url: str
+    email: str
+    password: str = field(repr=False)
+    concurrency: int = 8
+    connect_timeout_s: float = 10.0
+    read_timeout_s: float = 60.0
+    signin_path: str = "/users/signin"
+    devices_path: str = "/clients/getDevicesFromDeviceTypeAndRole"
+    dates_path: str = "/sensors-data/get{type}DataAvailableDates"
+    records_path: str = "/sensors-data/get{type}DeviceLogForGivenHour"
+    ca_bundle: str | None = None
+    refresh_margin_s: float = 300.0
+
+    def __post_init__(self) -> None:
+        try:
+            url = yarl.URL(self.base_url)
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"--base-url {self.base_url!r} is not a URL: {exc}") from None
+        if url.scheme not in ("http", "https") or not url.host:
+            raise ConfigError(
+                f"--base-url must be an http:// or https:// URL with a host, got {self.base_url!r}"
+            )
+        if self.concurrency < 1:
+            raise ConfigError(f"concurrency must be at least 1, got {self.concurrency}")
+        if self.connect_timeout_s <= 0 or self.read_timeout_s <= 0:
+            raise ConfigError("connect and read timeouts must be positive")
+
+    @property
+    def shown_url(self) -> str:
+        """The base URL as error messages show it: without any user:password part."""
+        return str(yarl.URL(self.base_url).with_user(None)).rstrip("/")
+
+
+@dataclass
+class ClientStats:
+    """What the client did, for the run summary. ``requests`` includes sign-ins."""
+
+    requests: int = 0
+    sign_ins: int = 0
+    by_status: Counter[str] = field(default_factory=Counter)
+    rate_limited: int = 0
+    server_errors: int = 0
+    transport_errors: int = 0
+    shape_errors: int = 0
+    bytes_received: int = 0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "requests": self.requests,
+            "sign_ins": self.sign_ins,
+            "by_status": dict(sorted(self.by_status.items())),
+            "rate_limited": self.rate_limited,
+            "server_errors": self.server_errors,
+            "transport_errors": self.transport_errors,
+            "shape_errors": self.shape_errors,
+            "bytes_received": self.bytes_received,
+        }
+
+
+@dataclass(frozen=True)
+class _Auth:
+    """One sign-in's result. ``refresh_at`` is on the client's monotonic clock."""
+
+    token: str = field(repr=False)
+    user_id: str
+    role: str
+    generation: int
+    refresh_at: float | None
+
+
+@dataclass(frozen=True)
+class _Reply:
+    status: int
+    body: bytes
+    content_type: str
+    retry_after: str | None
+    location: str | None
+
+
+def parse_retry_after(value: str | None, now: dt.datetime) -> float | None:
+    """Seconds to wait from a ``Retry-After`` header (delta-seconds or HTTP-date), else None."""
+    if value is None:
+        return None
+    text = value.strip()
+    try:
+        seconds = float(text)
+    except ValueError:
+        try:
+            when = email.utils.parsedate_to_datetime(text)
+        except (TypeError, ValueError, IndexError):
+            return None
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=dt.UTC)
+        return max(0.0, (when - now).total_seconds())
+    return seconds if math.isfinite(seconds) and seconds >= 0 else None
+
+
+def format_api_time(t: dt.datetime) -> str:
+    """``YYYY-MM-DD HH:MM:SS`` in UTC, zero-padded, as the records call expects."""
+    if t.tzinfo is None:
+        raise ValueError(f"naive datetime {t!r}: the client only takes timezone-aware times")
+    u = t.astimezone(dt.UTC)
+    return f"{u.year:04d}-{u.month:02d}-{u.day:02d} {u.hour:02d}:{u.minute:02d}:{u.second:02d}"
+
+
+def _jwt_claims(token: str) -> dict[str, Any] | None:
+    """The JWT payload, decoded without verification (we only read ``exp``/``iat``)."""
+    parts = token.split(".")
+    if len(parts) != 3:
+        return None
+    try:
+        claims = orjson.loads(base64.urlsafe_b64decode(parts[1] + "=" * (-len(parts[1]) % 4)))
+    except (binascii.Error, ValueError):
+        return None
+    return claims if isinstance(claims, dict) else None
+
+
+def _number(value: object) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value)
+
+
+class SensitClient:
+    """SENSIT Connect over one aiohttp session; use as ``async with SensitClient(s) as c``.
+
+    ``clock`` (monotonic seconds) decides when a token is near its end; tests replace it.
+    """
+
+    def __init__(
+        self, settings: ClientSettings, *, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.settings = settings
+        self.stats = ClientStats()
+        self._clock = clock
+        self._session: aiohttp.ClientSession | None = None
+        self._auth: _Auth | None = None
+        self._auth_lock = asyncio.Lock()
+        self._base = settings.base_url.rstrip("/")
+
+    def __repr__(self) -> str:
+        return f"SensitClient(base_url={self.settings.shown_url!r}, email={self.settings.email!r})"
+
+    async def __aenter__(self) -> SensitClient:
+        context = ssl.create_default_context()
+        if self.settings.ca_bundle:
+            try:
+                context.load_verify_locations(cafile=self.settings.ca_bundle)
+            except (OSError, ssl.SSLError) as exc:
+                raise ConfigError(
+                    f"cannot load --ca-bundle {self.settings.ca_bundle}: {exc}"
+                ) from None
+        self._session = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=self.settings.concurrency, ssl=context),
+            # Waiting for a free pooled connection is not a network fault: only the socket
+            # connect and each socket read are bounded.
+            timeout=aiohttp.ClientTimeout(
+                total=None,
+                connect=None,
+                sock_connect=self.settings.connect_timeout_s,
+                sock_read=self.settings.read_timeout_s,
+            ),
+            headers={"User-Agent": USER_AGENT, "Accept": "application/json"},
+            trust_env=True,
+        )
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    async def sign_in(self) -> None:
+        """Sign in now (whatever the current token), e.g. at the start of a run."""
+        async with self._auth_lock:
+            await self._sign_in_locked()
+
+    async def list_devices(self, device_type: str = "ALL") -> list[Device]:
+        """Devices of ``device_type`` (ALL, FMD, SPOD, RAMP); unknown types are skipped."""
+        auth = await self._current_auth()
+        what = f"device list ({device_type})"
+        params = {"DeviceType": device_type, "Role": auth.role, "UserId": auth.user_id}
+        reply = await self._authorized("GET", self.settings.devices_path, what, params=params)
+        devices: list[Device] = []
+        for item in self._json_array(reply, what):
+            uuid, kind = item.get("uuid"), item.get("type")
+            if isinstance(uuid, bool) or not isinstance(uuid, str | int) or not str(uuid):
+                raise self._shape(f"{what}: a device has no usable 'uuid': {_short(item)}")
+            if not isinstance(kind, str):
+                raise self._shape(f"{what}: device {uuid} has no 'type'")
+            if kind not in DEVICE_TYPES:
+                log.warning("device_type_unknown", device=str(uuid), type=kind)
+                continue
+            name = item.get("name")
+            devices.append(Device(str(uuid), kind, name if isinstance(name, str) else ""))
+        return devices
+
+    async def available_dates(self, device: Device, timezone: str = "UTC") -> list[DayAvailability]:
+        """Days with data for ``device`` reckoned in ``timezone``, sorted by day."""
+        what = f"available dates of {device.type} {device.uuid}"
+        payload = {"DeviceId": device.uuid, "DeviceType": device.type, "Timezone": timezone}
+        path = self.settings.dates_path.replace("{type}", device.type)
+        reply = await self._authorized("POST", path, what, payload=payload)
+        days = [self._day(item, what) for item in self._json_array(reply, what)]
+        return sorted(days, key=lambda d: d.day)
+
+    async def fetch_window(self, device: Device, start: dt.datetime, end: dt.datetime) -> bytes:
+        """The raw body of one records call for ``[start, end]`` (aware datetimes, sent as UTC)."""
+        start_s, end_s = format_api_time(start), format_api_time(end)
+        what = f"records of {device.type} {device.uuid} {start_s}..{end_s}"
+        payload = {
+            "DeviceId": device.uuid,
+            "DeviceType": device.type,
+            "StartDate": start_s,
+            "EndDate": end_s,
+        }
+        path = self.settings.records_path.replace("{type}", device.type)
+        reply = await self._authorized("POST", path, what, payload=payload)
+        if reply.status != 200:
+            raise self._status_error(reply, what)
+        return reply.body
+
+    # -- authentication -------------------------------------------------------------------
+
+    async def _current_auth(self) -> _Auth:
+        auth = self._auth
+        if auth is None:
+            return await self._refresh(stale_generation=0)
+        if auth.refresh_at is not None and self._clock() >= auth.refresh_at:
+            log.info("token_near_expiry", generation=auth.generation)
+            return await self._refresh(auth.generation)
+        return auth
+
+    async def _refresh(self, stale_generation: int) -> _Auth:
+        """Sign in unless someone already replaced the token of ``stale_generation``."""
+        async with self._auth_lock:
+            current = self._auth
+            if current is not None and current.generation != stale_generation:
+                return current
+            return await self._sign_in_locked()
+
+    async def _sign_in_locked(self) -> _Auth:
+        settings = self.settings
+        starting = self._auth is None
+        payload = {"email": settings.email, "password": settings.password}
+        reply = await self._send("POST", settings.signin_path, "sign-in", payload=payload)
+        if reply.status in (400, 401, 403):
+            raise AuthError(
+                f"sign-in refused for {settings.email} at {settings.shown_url}: check --email / "
+                "--password (or SENSIT_EMAIL / SENSIT_PASSWORD)"
+            )
+        if starting and (300 <= reply.status < 400 or reply.status in (404, 405)):
+            where = f" to {reply.location}" if reply.location else ""
+            raise ServerUnreachableError(
+                f"{settings.shown_url} did not answer like the SENSIT Connect API "
+                f"(HTTP {reply.status}{where} for {settings.signin_path}): check --base-url"
+            )
+        if not 200 <= reply.status < 300:
+            raise self._status_error(reply, "sign-in")
+        answer = self._sign_in_answer(reply)
+        if answer is None:
+            got = reply.content_type or "no content type"
+            message = (
+                f"{settings.shown_url} did not answer like the SENSIT Connect API "
+                f"(got {got}, not a JSON object with accessToken and user): check --base-url"
+            )
+            if starting:
+                raise ServerUnreachableError(message)
+            raise self._shape(message)
+        token, user_id, role = answer
+        received_at = self._clock()
+        previous = self._auth.generation if self._auth is not None else 0
+        self._auth = _Auth(token, user_id, role, previous + 1, self._refresh_at(token, received_at))
+        self.stats.sign_ins += 1
+        log.info("signed_in", generation=previous + 1, role=role)
+        return self._auth
+
+    @staticmethod
+    def _sign_in_answer(reply: _Reply) -> tuple[str, str, str] | None:
+        try:
+            answer = orjson.loads(reply.body)
+        except orjson.JSONDecodeError:
+            return None
+        if not isinstance(answer, dict):
+            return None
+        token, user = answer.get("accessToken"), answer.get("user")
+        if not isinstance(token, str) or not token or not isinstance(user, dict):
+            return None
+        user_id, role = user.get("id", user.get("_id")), user.get("role")
+        if not isinstance(user_id, str | int) or not isinstance(role, str):
+            return None
+        return token, str(user_id), role
+
+    def _refresh_at(self, token: str, received_at: float) -> float | None:
+        """When to sign in again: ``exp`` less a margin, anchored on our own clock.
+
+        With ``iat`` the token's life is ``exp - iat`` counted from receipt, so a skewed
+        local wall clock cannot make every call re-sign-in. Opaque tokens rely on 401s.
+        """
+        claims = _jwt_claims(token) or {}
+        exp, iat = _number(claims.get("exp")), _number(claims.get("iat"))
+        if exp is None:
+            log.info("token_without_exp", note="relying on 401 to refresh")
+            return None
+        life = exp - iat if iat is not None and iat < exp else exp - time.time()
+        if life <= 0:
+            log.warning("token_already_expired_by_local_clock", note="relying on 401 to refresh")
+            return None
+        margin = min(self.settings.refresh_margin_s, _MAX_MARGIN_SHARE * life)
+        return received_at + life - margin
+
+    async def _authorized(
+        self,
+        method: str,
+        path: str,
+        what: str,
+        *,
+        params: Mapping[str, str] | None = None,
+        payload: Mapping[str, str] | None = None,
+    ) -> _Reply:
+        """One call with the current token; on 401 one single-flight re-sign-in and a retry."""
+        auth = await self._current_auth()
+        reply = await self._send(
+            method, path, what, token=auth.token, params=params, payload=payload
+        )
+        if reply.status != 401:
+            return reply
+        log.info("token_rejected", what=what, generation=auth.generation)
+        fresh = await self._refresh(auth.generation)
+        reply = await self._send(
+            method, path, what, token=fresh.token, params=params, payload=payload
+        )
+        if reply.status == 401:
+            raise AuthError(
+                f"{what}: the server refused a freshly issued token (HTTP 401) for "
+                f"{self.settings.email} at {self.settings.shown_url}: check the account's access"
+            )
+        return reply
+
+    # -- transport and translation --------------------------------------------------------
+
+    async def _send(
+        self,
+        method: str,
+        path: str,
+        what: str,
+        *,
+        token: str | None = None,
+        params: Mapping[str, str] | None = None,
+        payload: Mapping[str, str] | None = None,
+    ) -> _Reply:
+        if self._session is None:
+            raise RuntimeError("SensitClient used outside 'async with'")
+        headers = {"Authorization": f"Bearer {token}"} if token is not None else {}
+        data = None
+        if payload is not None:
+            headers["Content-Type"] = "application/json"
+            data = orjson.dumps(payload)
+        url = self._base + (path if path.startswith("/") else "/" + path)
+        self.stats.requests += 1
+        try:
+            async with self._session.request(
+                method, url, params=params, data=data, headers=headers, allow_redirects=False
+            ) as response:
+                body = await response.read()
+                reply = _Reply(
+                    response.status,
+                    body,
+                    response.content_type,
+                    response.headers.get("Retry-After"),
+                    response.headers.get("Location"),
+                )
+        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+            self.stats.transport_errors += 1
+            raise self._transport_error(exc, what) from None
+        self.stats.by_status[str(reply.status)] += 1
+        self.stats.bytes_received += len(body)
+        return reply
+
+    def _transport_error(self, exc: BaseException, what: str) -> RemoteError:
+        """Connect failures before the first sign-in are start-up errors with one clear line."""
+        shown = self.settings.shown_url
+        if self._auth is None and isinstance(exc, aiohttp.ClientConnectorError):
+            if isinstance(exc, aiohttp.ClientConnectorCertificateError):
+                return ServerUnreachableError(
+                    f"TLS certificate verification failed for {shown} "
+                    f"({exc.certificate_error}): pass --ca-bundle FILE with the CA that signed "
+                    "the server's certificate"
+                )
+            if isinstance(exc, aiohttp.ClientSSLError):
+                return ServerUnreachableError(f"TLS handshake with {shown} failed: {exc.os_error}")
+            if isinstance(exc, aiohttp.ClientConnectorDNSError):
+                return ServerUnreachableError(
+                    f"cannot resolve host {exc.host!r} of {shown}: check --base-url "
+                    "(and your DNS or proxy settings)"
+                )
+            reason = (
+                "connection refused"
+                if isinstance(exc.os_error, ConnectionRefusedError)
+                else (exc.os_error.strerror or str(exc.os_error))
+            )
+            return ServerUnreachableError(
+                f"cannot connect to {shown}: {reason} — is the server running and --base-url right?"
+            )
+        if isinstance(exc, TimeoutError):
+            return TransportError(f"{what}: timed out ({type(exc).__name__})")
+        detail = str(exc) or type(exc).__name__
+        return TransportError(f"{what}: {type(exc).__name__}: {detail[:_EXCERPT_CHARS]}")
+
+    def _status_error(self, reply: _Reply, what: str) -> RemoteError:
+        status = reply.status
+        if status == 429:
+            self.stats.rate_limited += 1
+            retry_after = parse_retry_after(reply.retry_after, dt.datetime.now(dt.UTC))
+            hint = f", Retry-After {reply.retry_after}" if reply.retry_after is not None else ""
+            return RateLimitedError(f"{what}: HTTP 429 rate limited{hint}", retry_after)
+        excerpt = self._excerpt(reply.body)
+        if status >= 500:
+            self.stats.server_errors += 1
+            return ServerError(f"{what}: HTTP {status}: {excerpt}", status)
+        if 300 <= status < 400:
+            return FatalRemoteError(
+                f"{what}: HTTP {status} redirect to {reply.location}: check --base-url", status
+            )
+        if 400 <= status < 500:
+            return FatalRemoteError(f"{what}: HTTP {status}: {excerpt}", status)
+        return self._shape(f"{what}: HTTP {status} where 200 with a body was expected")
+
+    def _excerpt(self, body: bytes) -> str:
+        """A short one-line view of an error body, tags stripped and our secrets masked."""
+        text = body[: _EXCERPT_CHARS * 8].decode("utf-8", errors="replace")
+        text = _SPACE.sub(" ", _TAG.sub(" ", text)).strip()
+        for secret in (self.settings.password, self._auth.token if self._auth else ""):
+            if secret:
+                text = text.replace(secret, "***")
+        if not text:
+            return "(empty body)"
+        return text if len(text) <= _EXCERPT_CHARS else text[:_EXCERPT_CHARS] + "…"
+
+    def _shape(self, message: str) -> ShapeError:
+        self.stats.shape_errors += 1
+        return ShapeError(message)
+
+    def _json_array(self, reply: _Reply, what: str) -> list[dict[str, Any]]:
+        """The body of a 200 that must be a JSON array of objects."""
+        if reply.status != 200:
+            raise self._status_error(reply, what)
+        try:
+            items = orjson.loads(reply.body)
+        except orjson.JSONDecodeError as exc:
+            raise self._shape(
+                f"{what}: body is not JSON ({reply.content_type}, {len(reply.body)} bytes: {exc})"
+            ) from None
+        if not isinstance(items, list) or not all(isinstance(i, dict) for i in items):
+            raise self._shape(f"{what}: expected a JSON array of objects, got {_short(items)}")
+        return items
+
+    def _day(self, item: Mapping[str, Any], what: str) -> DayAvailability:
+        key, count, last = item.get("_id"), item.get("count"), item.get("date")
+        try:
+            if not isinstance(key, dict):
+                raise TypeError("no '_id' object")
+            year, month, day_of_month = (key.get(k) for k in ("year", "month", "day"))
+            if not (_is_int(year) and _is_int(month) and _is_int(day_of_month)):
+                raise TypeError("'_id' needs integer year, month and day")
+            day = dt.date(year, month, day_of_month)
+            if not _is_int(count) or count < 0:
+                raise TypeError("'count' is not a non-negative integer")
+            if not isinstance(last, str):
+                raise TypeError("'date' is not a timestamp string")
+            last_record = dt.datetime.fromisoformat(last)
+        except (TypeError, ValueError) as exc:
+            raise self._shape(f"{what}: bad entry {_short(item)}: {exc}") from None
+        if last_record.tzinfo is None:
+            last_record = last_record.replace(tzinfo=dt.UTC)
+        return DayAvailability(day, count, last_record.astimezone(dt.UTC))
+
+
+def _is_int(value: object) -> TypeGuard[int]:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _short(value: object) -> str:
+    text = orjson.dumps(value, default=str).decode()
+    return text if len(text) <= 120 else text[:120] + "…"
