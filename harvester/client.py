@@ -533,7 +533,7 @@ class SensitClient:
             if not isinstance(last, str):
                 raise TypeError("'date' is not a timestamp string")
             last_record = dt.datetime.fromisoformat(last)
-        except (TypeError, ValueError) as exc:
+        except (TypeError, ValueError, OverflowError) as exc:
             raise self._shape(f"{what}: bad entry {_short(item)}: {exc}") from None
         if last_record.tzinfo is None:
             last_record = last_record.replace(tzinfo=dt.UTC)
