@@ -1,0 +1,336 @@
+"""The checkpoint journal: which windows are durable in the archive, and which failed.
+
+Everything lives under ``OUT/_harvest/checkpoint/`` and is written only through the storage
+seam with whole-object writes (no append, no rename), so the same code works on object storage::
+
+    snapshot.parquet                       compacted state up to generation G (columnar)
+    seg-<gen>-<seq>-<run_id>.jsonl         one flush each: a header line, then one entry a line
+
+Opening loads the snapshot, replays every segment of a generation above G in (gen, seq) order
+(later entries win), then compacts: it writes a new snapshot of generation G' (the highest
+replayed) and only then deletes the segments it absorbed. A crash between the two leaves
+segments of a generation <= G', which the next open recognises as absorbed and deletes instead
+of replaying them over newer state. The run then writes generation G' + 1.
+
+Identity of an entry is ``(device_uuid, start, end)``: a later finished entry replaces an
+earlier one and clears a failure; a later failure keeps the earlier finished entry. Times are
+stored as int64 epoch milliseconds (windows sit on a whole-second grid).
+
+Nothing on disk is trusted: a segment with a torn or garbage record is loaded up to the damage,
+an unreadable snapshot counts as empty (its windows are fetched again; the sink's merge
+de-duplicates) and is kept aside as ``snapshot.parquet.corrupt-<ts>``; each repair is logged
+and listed in ``warnings``. A version this code does not know raises
+``IncompatibleCheckpointError`` before anything is modified.
+
+Thread-safe: ``record`` is a cheap in-memory append, so a runner may call ``flush`` from a
+worker thread (``asyncio.to_thread``) to keep fsyncs and compactions off its event loop.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import BinaryIO, Final
+
+import pyarrow as pa
+import structlog
+
+from harvester import checkpoint_format as fmt
+from harvester.checkpoint_state import DayProgress, FinishedColumns, day_progress, resolve
+from harvester.errors import StorageError
+from harvester.models import FailedWindow, FinishedWindow
+from harvester.storage import Storage, is_temporary
+
+__all__ = ["CHECKPOINT_PREFIX", "CHECKPOINT_VERSION", "CheckpointJournal", "DayProgress"]
+
+CHECKPOINT_VERSION: Final = fmt.CHECKPOINT_VERSION
+CHECKPOINT_PREFIX: Final = "_harvest/checkpoint"
+SNAPSHOT_NAME: Final = "snapshot.parquet"
+CORRUPT_MARK: Final = ".corrupt-"
+
+_SEGMENT_NAME = re.compile(r"^seg-(\d+)-(\d+)-(.+)\.jsonl$")
+_UNSAFE_IN_NAME = re.compile(r"[^A-Za-z0-9_.-]")
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass
+class _Loaded:
+    """What ``open`` found, decided before anything is modified."""
+
+    finished: FinishedColumns
+    failed: dict[fmt.Identity, FailedWindow]
+    generation: int
+    warnings: list[str]
+    absorbed: list[str]
+    leftovers: list[str]
+    set_aside: list[tuple[str, bytes]]
+    needs_snapshot: bool
+
+
+def _load(storage: Storage, prefix: str) -> _Loaded:
+    snapshot_key = f"{prefix}/{SNAPSHOT_NAME}"
+    warnings: list[str] = []
+    segments: list[tuple[int, int, str, str]] = []
+    leftovers: list[str] = []
+    has_snapshot = False
+    for key in storage.list_files(prefix):
+        name = key[len(prefix) + 1 :]
+        match = _SEGMENT_NAME.match(name)
+        if is_temporary(key):
+            leftovers.append(key)
+        elif key == snapshot_key:
+            has_snapshot = True
+        elif match and "/" not in name:
+            segments.append((int(match[1]), int(match[2]), match[3], key))
+        elif CORRUPT_MARK not in name:
+            warnings.append(f"unexpected file {key} in the checkpoint folder, left alone")
+    tables: list[pa.Table] = []
+    set_aside: list[tuple[str, bytes]] = []
+    snapshot_generation = -1
+    if has_snapshot:
+        blob = storage.read_bytes(snapshot_key)
+        snapshot = fmt.read_snapshot(snapshot_key, blob)
+        if isinstance(snapshot, str):
+            warnings.append(
+                f"checkpoint snapshot {snapshot_key} cannot be trusted ({snapshot}): its windows "
+                "will be fetched again; the file is kept aside"
+            )
+            set_aside.append((snapshot_key, blob))
+        else:
+            tables.append(snapshot[0])
+            snapshot_generation = snapshot[1]
+    segments.sort()
+    stale = [key for generation, _, _, key in segments if generation <= snapshot_generation]
+    live = [(gen, key) for gen, _, _, key in segments if gen > snapshot_generation]
+    blobs = [(key, _read_segment(storage, key)) for _, key in live]
+    for segment in fmt.decode_segments([(key, blob) for key, blob in blobs if blob is not None]):
+        tables.append(segment.rows)
+        if segment.problem is not None:
+            warnings.append(
+                f"checkpoint segment {segment.key} is damaged ({segment.problem}): "
+                f"kept the {segment.rows.num_rows} records before the damage"
+            )
+            set_aside.append((segment.key, dict(blobs)[segment.key] or b""))
+    finished, failed = resolve(tables)
+    generation = max([snapshot_generation, 0, *(gen for gen, _ in live)])
+    return _Loaded(
+        finished=finished,
+        failed=failed,
+        generation=generation,
+        warnings=warnings,
+        absorbed=[key for _, key in live] + stale,
+        leftovers=leftovers,
+        set_aside=set_aside,
+        needs_snapshot=bool(live) or any(key == snapshot_key for key, _ in set_aside),
+    )
+
+
+def _read_segment(storage: Storage, key: str) -> bytes | None:
+    """A segment's bytes; None if it vanished since listing (a run compacted meanwhile)."""
+    try:
+        return storage.read_bytes(key)
+    except StorageError:
+        if storage.exists(key):
+            raise
+        return None
+
+
+class CheckpointJournal:
+    """The durable record of finished and failed windows; see the module docstring."""
+
+    def __init__(
+        self,
+        storage: Storage,
+        run_id: str,
+        prefix: str,
+        loaded: _Loaded,
+        flush_interval_s: float,
+        compact_after_segments: int,
+    ) -> None:
+        self.warnings: list[str] = loaded.warnings
+        self._storage = storage
+        self._run_id = _UNSAFE_IN_NAME.sub("_", run_id) or "run"
+        self._prefix = prefix
+        self._finished = loaded.finished
+        self._failed = loaded.failed
+        self._generation = loaded.generation + 1
+        self._flush_interval_s = flush_interval_s
+        self._compact_after_segments = compact_after_segments
+        self._recent: dict[fmt.Identity, FinishedWindow] = {}
+        self._recent_by_day: dict[tuple[str, dt.date], dict[fmt.Identity, FinishedWindow]] = {}
+        self._buffer: list[fmt.Entry] = []
+        self._written: list[str] = []
+        self._seq = 0
+        self._last_flush: float | None = None
+        self._days: list[DayProgress] | None = None
+        self._state_lock = threading.Lock()
+        self._flush_lock = threading.Lock()
+
+    @classmethod
+    def open(
+        cls,
+        storage: Storage,
+        run_id: str,
+        *,
+        prefix: str = CHECKPOINT_PREFIX,
+        compact: bool = True,
+        flush_interval_s: float = 1.0,
+        compact_after_segments: int = 256,
+    ) -> CheckpointJournal:
+        """Load and (unless ``compact=False``, for readers such as ``status``) compact.
+
+        Raises ``IncompatibleCheckpointError`` (nothing modified) for a foreign version, and
+        ``StorageError`` when the storage fails. ``compact_after_segments`` bounds how many
+        segments a crash can leave for the next open to replay.
+        """
+        started = time.perf_counter()
+        loaded = _load(storage, prefix)
+        journal = cls(storage, run_id, prefix, loaded, flush_interval_s, compact_after_segments)
+        for warning in loaded.warnings:
+            log.warning("checkpoint_repaired", problem=warning)
+        if compact:
+            journal._repair(loaded)
+        log.info(
+            "checkpoint_opened",
+            finished=len(loaded.finished),
+            failed=len(loaded.failed),
+            segments_absorbed=len(loaded.absorbed),
+            seconds=round(time.perf_counter() - started, 3),
+        )
+        return journal
+
+    def _repair(self, loaded: _Loaded) -> None:
+        stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S%fZ")
+        for key, blob in loaded.set_aside:
+            self._storage.write_file(f"{key}{CORRUPT_MARK}{stamp}", _writer(blob))
+        if loaded.needs_snapshot:
+            self._write_snapshot(loaded.generation)
+        for key in loaded.absorbed + loaded.leftovers:
+            self._storage.delete(key)
+
+    def _write_snapshot(self, generation: int) -> None:
+        with self._state_lock:
+            self._settle()
+            rows = pa.concat_tables(
+                [self._finished.rows(), fmt.table_from_entries(list(self._failed.values()))]
+            )
+        self._storage.write_file(
+            f"{self._prefix}/{SNAPSHOT_NAME}",
+            lambda handle: fmt.write_snapshot(handle, rows, generation),
+        )
+
+    def _settle(self) -> None:
+        """Fold the windows recorded since the last fold into the columnar state."""
+        if self._recent:
+            recent = fmt.table_from_entries(list(self._recent.values()))
+            self._finished, _ = resolve([self._finished.rows(), recent])
+            self._recent.clear()
+            self._recent_by_day.clear()
+
+    # ------------------------------------------------------------ queries
+
+    def finished_for(self, uuid: str, day: dt.date) -> Sequence[FinishedWindow]:
+        """The finished windows of one device's UTC day, by start."""
+        with self._state_lock:
+            found = {
+                (uuid, int(self._finished.start[i]), int(self._finished.end[i])): i
+                for i in self._finished.slice_for(uuid, day)
+            }
+            windows = {ident: self._finished.window(i) for ident, i in found.items()}
+            windows.update(self._recent_by_day.get((uuid, day), {}))
+        return sorted(windows.values(), key=lambda w: (w.start, w.end))
+
+    def failed(self) -> Sequence[FailedWindow]:
+        """Windows whose last attempt failed and that have not finished since."""
+        with self._state_lock:
+            return sorted(self._failed.values(), key=fmt.identity)
+
+    def days(self) -> Sequence[DayProgress]:
+        """Per device and UTC day (sorted): finished windows, records, day count, failures."""
+        with self._state_lock:
+            if self._days is None:
+                self._settle()
+                self._days = day_progress(self._finished, self._failed)
+            return self._days
+
+    # ------------------------------------------------------------ recording
+
+    def record(
+        self, finished: Sequence[FinishedWindow] = (), failed: Sequence[FailedWindow] = ()
+    ) -> None:
+        """Buffer entries (finished first, then failed); durable after the next flush."""
+        with self._state_lock:
+            for window in finished:
+                ident = fmt.identity(window)
+                self._recent[ident] = window
+                self._recent_by_day.setdefault((window.device_uuid, window.day), {})[ident] = window
+                self._failed.pop(ident, None)
+                self._buffer.append(window)
+            for failure in failed:
+                self._failed[fmt.identity(failure)] = failure
+                self._buffer.append(failure)
+            self._days = None
+
+    def flush(self) -> None:
+        """Write the buffered entries as one new segment; no-op when there are none.
+
+        On a storage error the entries stay buffered (the next flush retries) and the error
+        is raised. Every ``compact_after_segments`` segments, the state is compacted.
+        """
+        with self._flush_lock:
+            with self._state_lock:
+                entries, self._buffer = self._buffer, []
+            if not entries:
+                return
+            name = f"seg-{self._generation:010d}-{self._seq:08d}-{self._run_id}.jsonl"
+            key = f"{self._prefix}/{name}"
+            blob = fmt.encode_segment(self._run_id, self._generation, self._seq, entries)
+            try:
+                self._storage.write_file(key, _writer(blob))
+            except BaseException:
+                with self._state_lock:
+                    self._buffer[:0] = entries
+                raise
+            self._seq += 1
+            self._written.append(key)
+            if len(self._written) >= self._compact_after_segments:
+                self._compact()
+
+    def _compact(self) -> None:
+        self._write_snapshot(self._generation)
+        for key in self._written:
+            self._storage.delete(key)
+        log.info("checkpoint_compacted", generation=self._generation, segments=len(self._written))
+        self._written.clear()
+        self._generation += 1
+        self._seq = 0
+
+    def maybe_flush(self, now: float) -> None:
+        """Flush if ``flush_interval_s`` passed since the last flush (``now``: a monotonic clock).
+
+        After a quiet spell the first entry is flushed at once; under load, entries are
+        batched into one segment per interval.
+        """
+        last = self._last_flush
+        if last is not None and now - last < self._flush_interval_s:
+            return
+        with self._state_lock:
+            if not self._buffer:
+                return
+        self._last_flush = now
+        self.flush()
+
+    def close(self) -> None:
+        self.flush()
+
+
+def _writer(blob: bytes) -> Callable[[BinaryIO], None]:
+    def write(handle: BinaryIO) -> None:
+        handle.write(blob)
+
+    return write
