@@ -1,15 +1,125 @@
-"""``harvester simulate``: the SENSIT Connect simulator in the foreground."""
+"""``harvester simulate``: the SENSIT Connect simulator in the foreground.
+
+Prints one line holding ``http://HOST:PORT`` once it listens, serves until SIGINT/SIGTERM,
+then exits 0. Invalid option values are a usage error (exit 2).
+"""
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import datetime as dt
+import sys
 from typing import Any
+
+from harvester.simulator.options import FAULT_KINDS, SimulatorOptions
+from harvester.simulator.parsing import parse_instant
+from harvester.simulator.server import serve_until_signalled
+
+_DEFAULTS = SimulatorOptions()
+
+
+def _date(text: str) -> dt.date:
+    try:
+        return dt.date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a date (YYYY-MM-DD): {text!r}") from None
+
+
+def _instant(text: str) -> dt.datetime:
+    moment = parse_instant(text)
+    if moment is None:
+        raise argparse.ArgumentTypeError(f"not an ISO-8601 instant: {text!r}")
+    return moment
+
+
+def _kinds(text: str) -> tuple[str, ...]:
+    kinds = tuple(part.strip() for part in text.split(",") if part.strip())
+    unknown = sorted(set(kinds) - set(FAULT_KINDS))
+    if unknown or not kinds:
+        raise argparse.ArgumentTypeError(
+            f"fault kinds are a comma list of {', '.join(FAULT_KINDS)}; got {text!r}"
+        )
+    return kinds
 
 
 def register(commands: Any) -> None:
-    parser: argparse.ArgumentParser = commands.add_parser("simulate", help="run the simulator")
-    parser.set_defaults(handler=_run)
+    """Add the ``simulate`` sub-command to the CLI's sub-parsers."""
+    parser: argparse.ArgumentParser = commands.add_parser(
+        "simulate",
+        help="run the SENSIT Connect simulator in the foreground",
+        description=__doc__,
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    d = _DEFAULTS
+    add = parser.add_argument
+    add("--host", default=d.host, help="address to listen on")
+    add("--port", type=int, default=d.port, help="port (0 = any free port)")
+    add("--seed", type=int, default=d.seed, help="seed of all generated data")
+    add("--devices", type=int, default=d.devices, help="devices, spread over FMD/SPOD/RAMP")
+    add("--start", type=_date, default=d.start, help="first day of data (YYYY-MM-DD)")
+    add("--days", type=int, default=d.days, help="days of data from --start")
+    add("--cadence-s", type=int, default=d.cadence_s, help="seconds between records")
+    add("--latency-ms", type=float, default=d.latency_ms, help="added latency (±20%% jitter)")
+    add("--fault-rate", type=float, default=d.fault_rate, help="share of data calls that fail")
+    add(
+        "--fault-kinds",
+        type=_kinds,
+        default=d.fault_kinds,
+        help=f"comma list of fault kinds to inject ({','.join(FAULT_KINDS)})",
+    )
+    add("--slow-fault-s", type=float, default=d.slow_fault_s, help="delay of a 'slow' fault")
+    add(
+        "--max-consecutive-faults",
+        type=int,
+        default=d.max_consecutive_faults,
+        help="a request never fails more often than this in a row",
+    )
+    add("--rate-limit", type=float, default=d.rate_limit, help="requests/s per account (0=off)")
+    add("--token-ttl-s", type=int, default=d.token_ttl_s, help="access token lifetime")
+    add("--max-window-h", type=float, default=d.max_window_h, help="longest records window")
+    add("--email", default=d.email, help="the account's e-mail")
+    add("--password", default=d.password, help="the account's password")
+    add(
+        "--now",
+        type=_instant,
+        default=None,
+        help="simulated present (ISO-8601; default 14:00 UTC on the last day)",
+    )
+    parser.set_defaults(handler=_run, parser=parser)
+
+
+def _announce(url: str) -> None:
+    sys.stdout.write(f"SENSIT Connect simulator listening on {url}\n")
+    sys.stdout.flush()
 
 
 def _run(args: argparse.Namespace) -> int:
-    raise NotImplementedError("the simulator is being built (issue 2)")
+    options = SimulatorOptions(
+        host=args.host,
+        port=args.port,
+        seed=args.seed,
+        devices=args.devices,
+        start=args.start,
+        days=args.days,
+        cadence_s=args.cadence_s,
+        latency_ms=args.latency_ms,
+        fault_rate=args.fault_rate,
+        fault_kinds=args.fault_kinds,
+        slow_fault_s=args.slow_fault_s,
+        max_consecutive_faults=args.max_consecutive_faults,
+        rate_limit=args.rate_limit,
+        token_ttl_s=args.token_ttl_s,
+        max_window_h=args.max_window_h,
+        email=args.email,
+        password=args.password,
+        now=args.now,
+    )
+    problems = options.problems()
+    if problems:
+        args.parser.error(problems[0])
+    try:
+        asyncio.run(serve_until_signalled(options, _announce))
+    except OSError as exc:
+        args.parser.error(f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}")
+    return 0
