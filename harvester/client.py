@@ -41,6 +41,7 @@ from harvester.errors import (
     TransportError,
 )
 from harvester.models import DEVICE_TYPES, DayAvailability, Device
+from harvester.windows import format_api_time, parse_iso_utc
 
 log = structlog.get_logger(__name__)
 
@@ -154,14 +155,6 @@ def parse_retry_after(value: str | None, now: dt.datetime) -> float | None:
     return seconds if math.isfinite(seconds) and seconds >= 0 else None
 
 
-def format_api_time(t: dt.datetime) -> str:
-    """``YYYY-MM-DD HH:MM:SS`` in UTC, zero-padded, as the records call expects."""
-    if t.tzinfo is None:
-        raise ValueError(f"naive datetime {t!r}: the client only takes timezone-aware times")
-    u = t.astimezone(dt.UTC)
-    return f"{u.year:04d}-{u.month:02d}-{u.day:02d} {u.hour:02d}:{u.minute:02d}:{u.second:02d}"
-
-
 def _jwt_claims(token: str) -> dict[str, Any] | None:
     """The JWT payload, decoded without verification (we only read ``exp``/``iat``)."""
     parts = token.split(".")
@@ -269,7 +262,7 @@ class SensitClient:
         return sorted(days, key=lambda d: d.day)
 
     async def fetch_window(self, device: Device, start: dt.datetime, end: dt.datetime) -> bytes:
-        """The raw body of one records call for ``[start, end]`` (aware datetimes, sent as UTC)."""
+        """The raw body of one records call for ``[start, end]`` (sent as UTC; naive is UTC)."""
         start_s, end_s = format_api_time(start), format_api_time(end)
         what = f"records of {device.type} {device.uuid} {start_s}..{end_s}"
         payload = {
@@ -426,7 +419,9 @@ class SensitClient:
             async with self._session.request(
                 method, url, params=params, data=data, headers=headers, allow_redirects=False
             ) as response:
-                body = await response.read()
+                # sock_read bounds each read; this bounds the whole body (a trickling server).
+                async with asyncio.timeout(self.settings.read_timeout_s):
+                    body = await response.read()
                 reply = _Reply(
                     response.status,
                     body,
@@ -532,12 +527,10 @@ class SensitClient:
                 raise TypeError("'count' is not a non-negative integer")
             if not isinstance(last, str):
                 raise TypeError("'date' is not a timestamp string")
-            last_record = dt.datetime.fromisoformat(last)
-        except (TypeError, ValueError, OverflowError) as exc:
+            last_record = parse_iso_utc(last)
+        except (TypeError, ValueError, OverflowError, ShapeError) as exc:
             raise self._shape(f"{what}: bad entry {_short(item)}: {exc}") from None
-        if last_record.tzinfo is None:
-            last_record = last_record.replace(tzinfo=dt.UTC)
-        return DayAvailability(day, count, last_record.astimezone(dt.UTC))
+        return DayAvailability(day, count, last_record)
 
 
 def _is_int(value: object) -> TypeGuard[int]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import datetime as dt
 import email.utils
 import itertools
@@ -538,6 +539,26 @@ async def test_slow_server_beyond_read_timeout_is_transport_error(serve: Servers
 
     api = FakeApi(overrides={records_path(): slow})
     async with SensitClient(settings(await serve(api.app()), read_timeout_s=0.05)) as client:
+        await client.sign_in()
+        with pytest.raises(TransportError, match="timed out"):
+            await client.fetch_window(SPOD, T0, T0 + dt.timedelta(hours=2))
+
+
+async def test_trickling_body_beyond_read_timeout_is_transport_error(serve: Servers) -> None:
+    """A body that keeps coming, a few bytes at a time, for longer than read_timeout_s in
+    total is cut off with a TransportError even though no single read times out."""
+
+    async def trickle(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"Content-Type": "application/json"})
+        await response.prepare(request)
+        with contextlib.suppress(ConnectionError):
+            for _ in range(20):
+                await response.write(b" ")
+                await asyncio.sleep(0.02)
+        return response
+
+    api = FakeApi(overrides={records_path(): trickle})
+    async with SensitClient(settings(await serve(api.app()), read_timeout_s=0.1)) as client:
         await client.sign_in()
         with pytest.raises(TransportError, match="timed out"):
             await client.fetch_window(SPOD, T0, T0 + dt.timedelta(hours=2))
