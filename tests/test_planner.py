@@ -1,0 +1,403 @@
+"""The planner: which windows a run fetches, given the server's days and the checkpoint."""
+
+from __future__ import annotations
+
+import bisect
+import datetime as dt
+import itertools
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from zoneinfo import ZoneInfo
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from harvester.models import DayAvailability, Device, FinishedWindow, WindowJob
+from harvester.planner import Plan, estimate_seconds, plan_windows
+from harvester.windows import day_bounds, grid_slots, local_days_to_utc
+
+UTC = dt.UTC
+SPOD = Device(uuid="1041", type="SPOD", name="METEC 1041")
+RAMP = Device(uuid="2001", type="RAMP", name="RAMP 2001")
+DAY = dt.date(2024, 2, 5)
+
+
+def at(hour: int, minute: int = 0, day: dt.date = DAY) -> dt.datetime:
+    return dt.datetime(day.year, day.month, day.day, tzinfo=UTC) + dt.timedelta(
+        hours=hour, minutes=minute
+    )
+
+
+@dataclass
+class FakeServer:
+    """Record times per device and UTC day; answers like get{TYPE}DataAvailableDates."""
+
+    records: dict[Device, list[dt.datetime]] = field(default_factory=dict)
+
+    def add(self, device: Device, times: Iterable[dt.datetime]) -> None:
+        self.records[device] = sorted([*self.records.get(device, []), *times])
+
+    def availability(self) -> dict[Device, list[DayAvailability]]:
+        result: dict[Device, list[DayAvailability]] = {}
+        for device, times in self.records.items():
+            days = []
+            for day, group in itertools.groupby(times, key=lambda t: t.date()):
+                in_day = list(group)
+                days.append(DayAvailability(day=day, count=len(in_day), last_record=in_day[-1]))
+            result[device] = days
+        return result
+
+    def count_between(self, device: Device, start: dt.datetime, end: dt.datetime) -> int:
+        times = self.records.get(device, [])
+        return bisect.bisect_left(times, end) - bisect.bisect_left(times, start)
+
+
+@dataclass
+class FakeCheckpoint:
+    """Finished windows by (uuid, UTC day); a later entry with the same bounds replaces one."""
+
+    entries: dict[tuple[str, dt.date], dict[tuple[dt.datetime, dt.datetime], FinishedWindow]] = (
+        field(default_factory=dict)
+    )
+
+    def finished_for(self, uuid: str, day: dt.date) -> Sequence[FinishedWindow]:
+        return list(self.entries.get((uuid, day), {}).values())
+
+    def finish(self, job: WindowJob, records: int) -> None:
+        window = FinishedWindow(
+            device_uuid=job.device.uuid,
+            device_type=job.device.type,
+            start=job.start,
+            end=job.end,
+            records=records,
+            day_count=job.day_count,
+            sealed=job.sealed,
+        )
+        self.entries.setdefault((job.device.uuid, job.day), {})[job.start, job.end] = window
+
+
+def fetch_all(plan: Plan, server: FakeServer, checkpoint: FakeCheckpoint) -> None:
+    """Run a plan against the fake server: every job succeeds with the server's rows."""
+    for job in plan.jobs:
+        checkpoint.finish(job, server.count_between(job.device, job.start, job.end))
+
+
+def every_minute(start: dt.datetime, end: dt.datetime, step_s: int = 60) -> list[dt.datetime]:
+    span = int((end - start).total_seconds())
+    return [start + dt.timedelta(seconds=s) for s in range(0, span, step_s)]
+
+
+def spans(jobs: Iterable[WindowJob]) -> list[tuple[dt.datetime, dt.datetime]]:
+    return [(j.start, j.end) for j in jobs]
+
+
+def test_fresh_plan_covers_every_slot_of_every_day_with_data() -> None:
+    """With an empty checkpoint every slot of each day with data is planned, in order."""
+    server = FakeServer()
+    server.add(SPOD, every_minute(at(0), at(0, day=DAY + dt.timedelta(days=2))))
+    checkpoint = FakeCheckpoint()
+    plan = plan_windows(server.availability(), None, None, checkpoint.finished_for)
+    assert spans(plan.jobs) == grid_slots(DAY) + grid_slots(DAY + dt.timedelta(days=1))
+    assert (plan.devices, plan.days, plan.windows_total) == (1, 2, 24)
+    assert (plan.windows_reused, plan.days_complete) == (0, 0)
+    assert all(j.day_count == 1440 for j in plan.jobs)
+    # The last slot ends at midnight, after the day's last record (23:59): it stays open.
+    assert [j.sealed for j in plan.jobs] == ([True] * 11 + [False]) * 2
+
+
+def test_second_plan_after_everything_finished_is_empty() -> None:
+    """Recording every job as finished at unchanged counts leaves nothing to fetch."""
+    server = FakeServer()
+    server.add(SPOD, every_minute(at(0), at(24)))
+    server.add(RAMP, every_minute(at(3), at(15), step_s=7))  # slots 00:00-16:00
+    checkpoint = FakeCheckpoint()
+    first = plan_windows(server.availability(), None, None, checkpoint.finished_for)
+    fetch_all(first, server, checkpoint)
+    second = plan_windows(server.availability(), None, None, checkpoint.finished_for)
+    assert second.jobs == []
+    assert second.windows_total == first.windows_total == 12 + 8
+    assert second.windows_reused == second.windows_total
+    assert second.days_complete == second.days == 2
+
+
+def test_slots_after_the_last_record_are_not_planned() -> None:
+    """The server's present clips the plan: slots starting after the last record wait."""
+    server = FakeServer()
+    server.add(SPOD, every_minute(at(0), at(9, 31)))
+    plan = plan_windows(server.availability(), None, None, FakeCheckpoint().finished_for)
+    assert spans(plan.jobs) == grid_slots(DAY)[:5]
+    assert [j.sealed for j in plan.jobs] == [True] * 4 + [False]
+
+
+def test_day_in_progress_refetches_only_the_unsealed_window_and_new_slots() -> None:
+    """When today's count grows, sealed windows are reused; the open one and new ones are not."""
+    server = FakeServer()
+    checkpoint = FakeCheckpoint()
+    server.add(SPOD, every_minute(at(0), at(9, 31)))
+    fetch_all(
+        plan_windows(server.availability(), None, None, checkpoint.finished_for), server, checkpoint
+    )
+    server.add(SPOD, every_minute(at(9, 31), at(13, 11)))
+    plan = plan_windows(server.availability(), None, None, checkpoint.finished_for)
+    assert spans(plan.jobs) == grid_slots(DAY)[4:7]
+    assert (plan.windows_total, plan.windows_reused) == (7, 4)
+
+
+def test_finished_day_in_progress_is_not_fetched_again_once_it_stops_changing() -> None:
+    """After the catch-up run, windows of older counts stay trusted: no third fetch of the day."""
+    server = FakeServer()
+    checkpoint = FakeCheckpoint()
+    server.add(SPOD, every_minute(at(0), at(9, 31)))
+    fetch_all(
+        plan_windows(server.availability(), None, None, checkpoint.finished_for), server, checkpoint
+    )
+    server.add(SPOD, every_minute(at(9, 31), at(24)))
+    fetch_all(
+        plan_windows(server.availability(), None, None, checkpoint.finished_for), server, checkpoint
+    )
+    third = plan_windows(server.availability(), None, None, checkpoint.finished_for)
+    assert third.jobs == []
+    assert third.days_complete == 1
+
+
+def test_late_data_inside_sealed_windows_refetches_the_whole_day() -> None:
+    """A count change with every window in range sealed means late data: all are fetched again."""
+    server = FakeServer()
+    checkpoint = FakeCheckpoint()
+    server.add(SPOD, every_minute(at(0), at(24)))
+    hi = at(20)
+    fetch_all(
+        plan_windows(server.availability(), None, hi, checkpoint.finished_for), server, checkpoint
+    )
+    server.add(SPOD, [at(5, 0) + dt.timedelta(seconds=30)])
+    plan = plan_windows(server.availability(), None, hi, checkpoint.finished_for)
+    assert spans(plan.jobs) == grid_slots(DAY)[:10]
+    assert all(j.day_count == 1441 for j in plan.jobs)
+    fetch_all(plan, server, checkpoint)
+    assert plan_windows(server.availability(), None, hi, checkpoint.finished_for).jobs == []
+
+
+def test_late_data_in_a_finished_day_is_found_within_two_runs() -> None:
+    """The open last slot is fetched first; the record sum then exposes the late record."""
+    server = FakeServer()
+    checkpoint = FakeCheckpoint()
+    server.add(SPOD, every_minute(at(0), at(24)))
+    fetch_all(
+        plan_windows(server.availability(), None, None, checkpoint.finished_for), server, checkpoint
+    )
+    server.add(SPOD, [at(5, 0) + dt.timedelta(seconds=30)])
+    first = plan_windows(server.availability(), None, None, checkpoint.finished_for)
+    assert spans(first.jobs) == grid_slots(DAY)[-1:]
+    fetch_all(first, server, checkpoint)
+    second = plan_windows(server.availability(), None, None, checkpoint.finished_for)
+    assert spans(second.jobs) == grid_slots(DAY)
+    fetch_all(second, server, checkpoint)
+    assert plan_windows(server.availability(), None, None, checkpoint.finished_for).jobs == []
+
+
+def test_late_data_during_catch_up_is_found_by_the_record_sum() -> None:
+    """Late data in a sealed window while the day also grew is caught by counting records."""
+    server = FakeServer()
+    checkpoint = FakeCheckpoint()
+    server.add(SPOD, every_minute(at(0), at(9, 31)))
+    fetch_all(
+        plan_windows(server.availability(), None, None, checkpoint.finished_for), server, checkpoint
+    )
+    server.add(SPOD, [*every_minute(at(9, 31), at(24)), at(1, 0) + dt.timedelta(seconds=1)])
+    fetch_all(
+        plan_windows(server.availability(), None, None, checkpoint.finished_for), server, checkpoint
+    )
+    third = plan_windows(server.availability(), None, None, checkpoint.finished_for)
+    assert spans(third.jobs) == grid_slots(DAY)
+
+
+def test_checkpoint_that_disagrees_with_the_server_count_refetches_the_day() -> None:
+    """All windows reused at today's count but their records sum short: fetch the day again."""
+    server = FakeServer()
+    server.add(SPOD, every_minute(at(0), at(24)))
+    checkpoint = FakeCheckpoint()
+    plan = plan_windows(server.availability(), None, None, checkpoint.finished_for)
+    for job in plan.jobs:
+        checkpoint.finish(job, 119 if job.start == at(6) else 120)
+    again = plan_windows(server.availability(), None, None, checkpoint.finished_for)
+    assert spans(again.jobs) == grid_slots(DAY)
+
+
+def test_failed_windows_are_planned_again() -> None:
+    """A window that never finished (it failed) is in the next plan; the finished ones are not."""
+    server = FakeServer()
+    server.add(SPOD, every_minute(at(0), at(24)))
+    checkpoint = FakeCheckpoint()
+    plan = plan_windows(server.availability(), None, None, checkpoint.finished_for)
+    failed = {at(4), at(18)}
+    for job in plan.jobs:
+        if job.start not in failed:
+            checkpoint.finish(job, server.count_between(SPOD, job.start, job.end))
+    again = plan_windows(server.availability(), None, None, checkpoint.finished_for)
+    assert [j.start for j in again.jobs] == sorted(failed)
+    assert again.windows_reused == 10
+
+
+def test_clipped_pieces_of_a_narrower_range_do_not_cover_wider_pieces() -> None:
+    """Edge pieces fetched for a +5:30 range are not mistaken for the full slots later asked."""
+    server = FakeServer()
+    server.add(SPOD, every_minute(at(0), at(0, day=DAY + dt.timedelta(days=2))))
+    checkpoint = FakeCheckpoint()
+    kolkata = ZoneInfo("Asia/Kolkata")
+    lo, hi = local_days_to_utc(DAY + dt.timedelta(days=1), DAY + dt.timedelta(days=1), kolkata)
+    narrow = plan_windows(server.availability(), lo, hi, checkpoint.finished_for)
+    assert narrow.jobs[0].start == at(18, 30)
+    assert narrow.jobs[-1].end == at(18, 30, day=DAY + dt.timedelta(days=1))
+    fetch_all(narrow, server, checkpoint)
+    wide = plan_windows(server.availability(), None, None, checkpoint.finished_for)
+    next_day = DAY + dt.timedelta(days=1)
+    # Day one: 00:00-18:00 never fetched, 18:00-20:00 only from 18:30; day two: 18:00-20:00
+    # only up to 18:30, and 20:00-24:00 never fetched.
+    assert spans(wide.jobs) == [
+        *grid_slots(DAY)[:10],
+        (at(18, day=next_day), at(20, day=next_day)),
+        *grid_slots(next_day)[10:],
+    ]
+    assert wide.windows_reused == 2 + 9
+
+
+def test_days_outside_the_range_are_skipped() -> None:
+    """Only days overlapping [lo, hi) are planned or counted."""
+    server = FakeServer()
+    server.add(SPOD, every_minute(at(0), at(0, day=DAY + dt.timedelta(days=5)), step_s=600))
+    lo, hi = at(0, day=DAY + dt.timedelta(days=1)), at(0, day=DAY + dt.timedelta(days=3))
+    plan = plan_windows(server.availability(), lo, hi, FakeCheckpoint().finished_for)
+    assert plan.days == 2
+    assert {j.day for j in plan.jobs} == {DAY + dt.timedelta(days=1), DAY + dt.timedelta(days=2)}
+
+
+def test_jobs_are_contiguous_per_device_day_and_grouped_by_day() -> None:
+    """Jobs run device by device, day by day, by start; by_day() groups them in that order."""
+    server = FakeServer()
+    server.add(RAMP, every_minute(at(0), at(0, day=DAY + dt.timedelta(days=2)), step_s=900))
+    server.add(SPOD, every_minute(at(0), at(0, day=DAY + dt.timedelta(days=2)), step_s=900))
+    plan = plan_windows(server.availability(), None, None, FakeCheckpoint().finished_for)
+    keys = [(j.device.uuid, j.day) for j in plan.jobs]
+    assert keys == sorted(keys, key=lambda k: (k[0] != RAMP.uuid, k[1]))
+    groups = plan.by_day()
+    assert list(groups) == [k for k, _ in itertools.groupby(keys)]
+    assert all(spans(g) == grid_slots(day) for (_, day), g in groups.items())
+
+
+@pytest.mark.parametrize(
+    ("windows", "rps", "concurrency", "latency_s", "expected"),
+    [
+        (0, 10.0, 8, 0.5, 0.0),
+        (100, 10.0, 8, 0.1, 10.0),  # rate-bound: 10/s beats 8 / 0.1 s = 80/s
+        (100, 100.0, 4, 0.2, 5.0),  # latency-bound: 4 / 0.2 s = 20/s beats 100/s
+        (100, 0.0, 4, 0.2, 5.0),  # no rate limit
+        (100, 20.0, 4, 0.0, 5.0),  # no latency
+    ],
+)
+def test_estimate_is_bounded_by_rate_and_by_concurrency_over_latency(
+    windows: int, rps: float, concurrency: int, latency_s: float, expected: float
+) -> None:
+    """The estimate uses the lower of rps and concurrency ÷ latency."""
+    assert estimate_seconds(windows, rps, concurrency, latency_s) == pytest.approx(expected)
+
+
+# --- properties -------------------------------------------------------------------------
+
+ZONES = ["UTC", "America/Chicago", "Asia/Kathmandu", "America/St_Johns", "Pacific/Chatham"]
+BASE = dt.datetime(2024, 3, 8, tzinfo=UTC)
+
+
+@st.composite
+def record_times(draw: st.DrawFn, days: int = 4) -> list[dt.datetime]:
+    """Bursts of records at random places over a few UTC days (gaps, idle slots, empty days)."""
+    bursts = draw(
+        st.lists(st.tuples(st.integers(0, days * 86_400 - 1), st.integers(1, 40)), max_size=12)
+    )
+    step = draw(st.sampled_from([1, 60, 600]))
+    times = {
+        BASE + dt.timedelta(seconds=min(start + i * step, days * 86_400 - 1))
+        for start, n in bursts
+        for i in range(n)
+    }
+    return sorted(times)
+
+
+@st.composite
+def ranges(draw: st.DrawFn) -> tuple[dt.datetime | None, dt.datetime | None]:
+    """A local-day range in a random zone around the data, either end possibly open."""
+    tz = ZoneInfo(draw(st.sampled_from(ZONES)))
+    first = BASE.date() + dt.timedelta(days=draw(st.integers(-1, 3)))
+    last = first + dt.timedelta(days=draw(st.integers(0, 3)))
+    since = draw(st.sampled_from([first, None]))
+    until = draw(st.sampled_from([last, None]))
+    return local_days_to_utc(since, until, tz)
+
+
+def _plan_and_fetch(
+    server: FakeServer, lo: dt.datetime | None, hi: dt.datetime | None, cp: FakeCheckpoint
+) -> Plan:
+    plan = plan_windows(server.availability(), lo, hi, cp.finished_for)
+    fetch_all(plan, server, cp)
+    return plan
+
+
+def _check_tiling(
+    plan: Plan,
+    avail: Mapping[Device, Sequence[DayAvailability]],
+    lo: dt.datetime | None,
+    hi: dt.datetime | None,
+) -> None:
+    by_day = plan.by_day()
+    for device, days in avail.items():
+        for a in days:
+            start, end = day_bounds(a.day)
+            start = start if lo is None else max(start, lo)
+            end = end if hi is None else min(end, hi)
+            jobs = by_day.get((device.uuid, a.day), [])
+            if start >= end or start > a.last_record:
+                assert jobs == []
+                continue
+            assert jobs[0].start == start
+            assert jobs[-1].start <= a.last_record < jobs[-1].end or jobs[-1].end == end
+            for prev, nxt in itertools.pairwise(jobs):
+                assert prev.end == nxt.start
+            assert all(j.end - j.start <= dt.timedelta(hours=2) for j in jobs)
+
+
+@settings(max_examples=150, deadline=None)
+@given(first=record_times(), second=record_times(), late=record_times(days=2), rng=ranges())
+def test_repeated_runs_converge_on_exactly_the_servers_records(
+    first: list[dt.datetime],
+    second: list[dt.datetime],
+    late: list[dt.datetime],
+    rng: tuple[dt.datetime | None, dt.datetime | None],
+) -> None:
+    """A fresh plan tiles the range; after new and late data, runs converge in at most three
+    rounds to an archive whose windows count exactly the server's records of whole days, and
+    then plan nothing."""
+    lo, hi = rng
+    server, checkpoint = FakeServer(), FakeCheckpoint()
+    cut = BASE + dt.timedelta(days=2, hours=7, minutes=13)
+    server.add(SPOD, [t for t in first if t < cut])
+    fresh = _plan_and_fetch(server, lo, hi, checkpoint)
+    _check_tiling(fresh, server.availability(), lo, hi)
+    assert fresh.windows_reused == 0
+    assert fresh.windows_total == len(fresh.jobs)
+
+    old = set(server.records.get(SPOD, []))
+    server.add(SPOD, [t for t in second if t >= cut and t not in old])
+    server.add(SPOD, [t for t in late if t < cut and t not in old and t not in second])
+    rounds = 0
+    while _plan_and_fetch(server, lo, hi, checkpoint).jobs:
+        rounds += 1
+        assert rounds <= 3
+    final = plan_windows(server.availability(), lo, hi, checkpoint.finished_for)
+    assert final.days_complete == final.days
+    assert final.windows_reused == final.windows_total
+    for a in server.availability().get(SPOD, []):
+        day_start, day_end = day_bounds(a.day)
+        whole_day = (lo is None or lo <= day_start) and (hi is None or hi >= day_end)
+        if whole_day:
+            stored = checkpoint.finished_for(SPOD.uuid, a.day)
+            assert sum(f.records for f in stored) == a.count
