@@ -53,7 +53,7 @@ class SimulatorState:
 
 
 STATE = web.AppKey("simulator_state", SimulatorState)
-_STATUS = "simulator_status"
+_STATUS = web.RequestKey("simulator_status", str)
 
 
 def _json(payload: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:

@@ -1,0 +1,28 @@
+"""Fixtures shared by the whole test suite."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from tests.support.simproc import SimulatorProcess
+
+
+@pytest.fixture
+def simulator() -> Iterator[Callable[..., SimulatorProcess]]:
+    """Factory: ``sim = simulator(seed=3, days=3)`` starts a simulator subprocess.
+
+    Every process started this way is stopped at teardown.
+    """
+    started: list[SimulatorProcess] = []
+
+    def start(*args: str, **options: Any) -> SimulatorProcess:
+        process = SimulatorProcess(*args, **options).start()
+        started.append(process)
+        return process
+
+    yield start
+    for process in started:
+        process.stop()
