@@ -26,6 +26,7 @@ from functools import reduce
 from typing import BinaryIO, Final
 
 import numpy as np
+import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
@@ -147,31 +148,43 @@ class ParquetSink:
         """
         key = day_file_key(device.type, device.uuid, day)
         day_start = dt.datetime.combine(day, dt.time(), dt.UTC)
-        pieces: list[pa.Table] = []
         existing = self._read_existing(key)
         unreadable = existing is None and self._storage.exists(key)
+        # Pieces are concatenated oldest first; rows outside their window are masked out
+        # rather than filtered, so that the only copy of the day is the final take.
+        pieces: list[pa.Table] = []
+        inside: list[npt.NDArray[np.bool_]] = []
         if existing is not None:
             pieces.append(existing)
-        rows_per_window: dict[tuple[dt.datetime, dt.datetime], int] = {}
-        fresh_rows = 0
+            inside.append(np.ones(existing.num_rows, dtype=np.bool_))
+        spans: list[tuple[tuple[dt.datetime, dt.datetime], int, int]] = []
+        first_fresh = offset = sum(len(mask) for mask in inside)
         for window in windows:
-            start = max(window.start, day_start)
-            end = min(window.end, day_start + _ONE_DAY)
-            rows = _inside(self._rename_partition_keys(device, window.table), start, end)
-            rows_per_window[(window.start, window.end)] = (
-                pc.count_distinct(rows.column(ID_FIELD)).as_py() if rows.num_rows else 0
+            table = self._rename_partition_keys(device, window.table)
+            mask = _inside(
+                table, max(window.start, day_start), min(window.end, day_start + _ONE_DAY)
             )
-            if rows.num_rows:
-                pieces.append(rows)
-                fresh_rows += rows.num_rows
-        if not fresh_rows:
+            if not mask.any():
+                spans.append(((window.start, window.end), offset, offset))
+                continue
+            pieces.append(table)
+            inside.append(mask)
+            spans.append(((window.start, window.end), offset, offset + len(mask)))
+            offset += len(mask)
+        if offset == first_fresh:
             if unreadable:
                 self._storage.delete(key)
             kept = 0 if existing is None else existing.num_rows
-            return DayWriteResult(rows_per_window, kept, 0, unreadable)
+            return DayWriteResult({span: 0 for span, _, _ in spans}, kept, 0, unreadable)
 
         schema = self._schemas.widen(device.type, reduce(unify, (p.schema for p in pieces)))
-        table = _newest_per_id_sorted(pa.concat_tables([conform(p, schema) for p in pieces]))
+        merged = pa.concat_tables([conform(piece, schema) for piece in pieces])
+        valid = np.concatenate(inside)
+        codes = merged.column(ID_FIELD).combine_chunks().dictionary_encode().indices.to_numpy()
+        rows_per_window = {
+            span: int(np.unique(codes[lo:hi][valid[lo:hi]]).size) for span, lo, hi in spans
+        }
+        table = merged.take(_newest_per_id_sorted(merged, codes, valid))
         written = self._write(key, table)
         log.debug("day_written", key=key, rows=table.num_rows, bytes=written)
         return DayWriteResult(rows_per_window, table.num_rows, written, unreadable)
@@ -260,27 +273,31 @@ class ParquetSink:
         return table.rename_columns(names)
 
 
-def _inside(table: pa.Table, start: dt.datetime, end: dt.datetime) -> pa.Table:
-    """The rows with ``start <= date < end``."""
+def _inside(table: pa.Table, start: dt.datetime, end: dt.datetime) -> npt.NDArray[np.bool_]:
+    """Which rows have ``start <= date < end``."""
     if table.num_rows == 0:
-        return table
+        return np.zeros(0, dtype=np.bool_)
     dates = table.column(DATE_FIELD)
     mask = pc.and_(
         pc.greater_equal(dates, pa.scalar(start, TIMESTAMP)),
         pc.less(dates, pa.scalar(end, TIMESTAMP)),
     )
-    return table.filter(mask)
+    return np.asarray(mask.to_numpy(), dtype=np.bool_)
 
 
-def _newest_per_id_sorted(table: pa.Table) -> pa.Table:
-    """The last row of each ``_id`` (rows are oldest first), ordered by ``date`` then ``_id``."""
-    ids = table.column(ID_FIELD)
-    positions = pa.table({"id": ids, "row": np.arange(table.num_rows, dtype=np.int64)})
-    newest = positions.group_by("id", use_threads=False).aggregate([("row", "max")])
-    keep = newest.column("row_max")
-    keys = pa.table({"date": table.column(DATE_FIELD).take(keep), "id": ids.take(keep)})
+def _newest_per_id_sorted(
+    table: pa.Table, codes: npt.NDArray[np.int32], valid: npt.NDArray[np.bool_]
+) -> npt.NDArray[np.int64]:
+    """Row numbers of the last valid row of each ``_id`` (``codes``: its dictionary code;
+    rows are oldest first), ordered by ``date`` then ``_id``."""
+    newest_first = np.flatnonzero(valid)[::-1]
+    _, first_seen = np.unique(codes[newest_first], return_index=True)
+    keep = newest_first[first_seen]
+    keys = pa.table(
+        {"date": table.column(DATE_FIELD).take(keep), "id": table.column(ID_FIELD).take(keep)}
+    )
     order = pc.sort_indices(keys, sort_keys=[("date", "ascending"), ("id", "ascending")])
-    return table.take(keep.take(order))
+    return np.asarray(keep[order.to_numpy()], dtype=np.int64)
 
 
 def _writer(payload: pa.Buffer) -> Callable[[BinaryIO], None]:
