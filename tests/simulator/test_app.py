@@ -9,6 +9,7 @@ import json
 import re
 import time
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import aiohttp
 import pytest
@@ -254,7 +255,7 @@ async def _check_days(api: Any, zone: str) -> int:
             for start, end in windows:
                 for record in await api.window(device["uuid"], device["type"], start, end):
                     seen[record["_id"]] = record
-            zone_info = plain_client.ZoneInfo(zone)
+            zone_info = ZoneInfo(zone)
             by_day: dict[dt.date, list[str]] = {}
             for record in seen.values():
                 moment = dt.datetime.fromisoformat(record["date"].replace("Z", "+00:00"))
