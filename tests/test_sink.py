@@ -300,3 +300,12 @@ def test_a_mixed_day_file_keeps_the_union_of_fields(
     sink.write_day(SPOD, DAY, [_window(0, 2, [10], only_old=7)])
     sink.write_day(SPOD, DAY, [_window(2, 4, [7210])])
     assert _read(storage).column("only_old").to_pylist() == [7, None]
+
+
+def test_rows_per_window_counts_distinct_records(sink: ParquetSink) -> None:
+    """A record repeated inside one window's answer counts once for that window."""
+    records = [_record(10), _record(10), _record(20)]
+    window = WindowRows(_at(0), _at(7200), parse_window(orjson.dumps({"data": records})))
+    result = sink.write_day(SPOD, DAY, [window])
+    assert result.rows_per_window == {(_at(0), _at(7200)): 2}
+    assert result.rows_in_file == 2
