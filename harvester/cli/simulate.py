@@ -75,6 +75,7 @@ def register(commands: Any) -> None:
         default=d.max_consecutive_faults,
         help="a request never fails more often than this in a row",
     )
+    add("--cache-mb", type=int, default=d.cache_mb, help="memory for rendered record blocks")
     add("--rate-limit", type=float, default=d.rate_limit, help="requests/s per account (0=off)")
     add("--token-ttl-s", type=int, default=d.token_ttl_s, help="access token lifetime")
     add("--max-window-h", type=float, default=d.max_window_h, help="longest records window")
@@ -108,6 +109,7 @@ def _run(args: argparse.Namespace) -> int:
         fault_kinds=args.fault_kinds,
         slow_fault_s=args.slow_fault_s,
         max_consecutive_faults=args.max_consecutive_faults,
+        cache_mb=args.cache_mb,
         rate_limit=args.rate_limit,
         token_ttl_s=args.token_ttl_s,
         max_window_h=args.max_window_h,

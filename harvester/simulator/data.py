@@ -2,8 +2,11 @@
 
 Answers are computed on demand from the fleet (``fleet.py``) and clipped to the present: no
 record exists after ``now`` (a record exactly at ``now`` may). Record windows are cached as
-serialised bodies in a bounded LRU keyed by their effective bounds, so a retried window costs
-nothing; available dates are counted in closed form and cached per (device, zone, present).
+rendered two ways. A small window (fewer than ``BLOCK_ROWS`` cadence steps) is cut out of
+blocks of ``BLOCK_ROWS`` steps kept in an LRU bounded by bytes, so small requests cost a slice
+and a join. A big window is rendered exactly (rendering whole blocks would cost more) and its
+body kept in a short LRU for retries. Available dates are counted in closed form and cached
+per (device, zone, present).
 
 Decisions for behaviour the vendor leaves open:
 - an unknown ``DeviceId`` gets ``200 {"data": []}`` (and ``[]`` for available dates), never
@@ -22,11 +25,16 @@ from zoneinfo import ZoneInfo
 import numpy as np
 import orjson
 
+from harvester.simulator import jsonrows as js
 from harvester.simulator.fleet import SimDevice, build_fleet
 from harvester.simulator.options import SimulatorOptions
-from harvester.simulator.records import iso_ms, one_record, window_body
+from harvester.simulator.records import Piece, iso_ms, one_record, render_pieces, window_body
 
 EMPTY_WINDOW = b'{"data":[]}'
+#: Cadence steps per rendered block (a block spans ``BLOCK_ROWS * cadence_s`` seconds).
+BLOCK_ROWS = 2048
+#: Bodies of big windows kept for retries.
+_BIG_WINDOWS_KEPT = 32
 
 
 @functools.lru_cache(maxsize=64)
@@ -50,8 +58,15 @@ class SimulatedData:
         self.devices = build_fleet(options)
         self.by_uuid = {device.uuid: device for device in self.devices}
         self.now = options.initial_now()
-        self._windows: OrderedDict[tuple[int, int, int], tuple[bytes, int]] = OrderedDict()
+        self._blocks: OrderedDict[tuple[int, int], list[Piece]] = OrderedDict()
+        self._block_bytes = 0
+        self._bodies: OrderedDict[tuple[int, int, int], tuple[bytes, int]] = OrderedDict()
         self._dates: OrderedDict[tuple[int, str, int], bytes] = OrderedDict()
+
+    @property
+    def cached_bytes(self) -> int:
+        """Bytes of rendered record blocks held in memory."""
+        return self._block_bytes
 
     @property
     def now_s(self) -> int:
@@ -107,7 +122,7 @@ class SimulatedData:
             return cached
         body = self._compute_dates(device, zone, now_s)
         self._dates[key] = body
-        if len(self._dates) > max(16, self.options.window_cache_size):
+        if len(self._dates) > 4096:
             self._dates.popitem(last=False)
         return body
 
@@ -142,15 +157,47 @@ class SimulatedData:
         high = min(end_s, self.now_s)
         if high < start_s:
             return EMPTY_WINDOW, 0
+        span = BLOCK_ROWS * self.options.cadence_s
+        if high - start_s >= span:
+            return self._big_window(device, start_s, high)
+        parts: list[bytes] = []
+        records = 0
+        for block in range(high // span, start_s // span - 1, -1):
+            for piece in reversed(self._block(device, block)):
+                rows, count = piece.slice(start_s, high)
+                if count:
+                    parts.append(rows)
+                    records += count
+        return js.wrap(parts), records
+
+    def _big_window(self, device: SimDevice, start_s: int, high: int) -> tuple[bytes, int]:
         key = (device.index, start_s, high)
-        cached = self._windows.get(key)
+        cached = self._bodies.get(key)
         if cached is not None:
-            self._windows.move_to_end(key)
+            self._bodies.move_to_end(key)
             return cached
         times = device.timeline.times_between(start_s, high)
         answer = (window_body(device, times), len(times))
-        if self.options.window_cache_size:
-            self._windows[key] = answer
-            if len(self._windows) > self.options.window_cache_size:
-                self._windows.popitem(last=False)
+        if self.options.cache_mb:
+            self._bodies[key] = answer
+            if len(self._bodies) > _BIG_WINDOWS_KEPT:
+                self._bodies.popitem(last=False)
         return answer
+
+    def _block(self, device: SimDevice, block: int) -> list[Piece]:
+        key = (device.index, block)
+        cached = self._blocks.get(key)
+        if cached is not None:
+            self._blocks.move_to_end(key)
+            return cached
+        span = BLOCK_ROWS * self.options.cadence_s
+        pieces = render_pieces(
+            device, device.timeline.times_between(block * span, (block + 1) * span - 1)
+        )
+        self._blocks[key] = pieces
+        self._block_bytes += sum(len(piece.rows) for piece in pieces)
+        budget = self.options.cache_mb * 1_000_000
+        while self._block_bytes > budget and len(self._blocks) > 1:
+            _, evicted = self._blocks.popitem(last=False)
+            self._block_bytes -= sum(len(piece.rows) for piece in evicted)
+        return pieces

@@ -46,7 +46,8 @@ class SimulatorOptions:
     now: dt.datetime | None = None
     slow_fault_s: float = 120.0
     max_consecutive_faults: int = 3
-    window_cache_size: int = 256
+    #: Memory for rendered record blocks (``data.py``); 0 keeps only the latest block.
+    cache_mb: int = 128
 
     def problems(self) -> list[str]:
         """Every invalid value, as one message each (empty when all is well)."""
@@ -62,7 +63,7 @@ class SimulatorOptions:
             (self.max_window_h > 0, "--max-window-h must be positive"),
             (self.slow_fault_s >= 0, "--slow-fault-s must not be negative"),
             (self.max_consecutive_faults >= 1, "--max-consecutive-faults must be at least 1"),
-            (self.window_cache_size >= 0, "the window cache size must not be negative"),
+            (self.cache_mb >= 0, "--cache-mb must not be negative"),
             (bool(self.email), "--email must not be empty"),
             (bool(self.fault_kinds), "--fault-kinds must name at least one kind"),
         ]

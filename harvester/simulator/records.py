@@ -22,6 +22,7 @@ window costs a few milliseconds and no Python object per record.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -51,8 +52,8 @@ class _Streams:
         knot = self.t // period_s
         frac = (self.t % period_s) / period_s
         frac = frac * frac * (3.0 - 2.0 * frac)
-        key = mix64(self.key, salt, period_s)
-        return unit_array(key, knot) * (1.0 - frac) + unit_array(key, knot + 1) * frac
+        both = unit_array(mix64(self.key, salt, period_s), np.concatenate((knot, knot + 1)))
+        return both[: len(knot)] * (1.0 - frac) + both[len(knot) :] * frac
 
     def daily(self, peak_hour: float) -> FloatArray:
         """A diurnal cycle in [-1, 1] that peaks at ``peak_hour`` UTC."""
@@ -151,7 +152,27 @@ _BY_TYPE: dict[str, Callable[[_Streams, bool], Columns]] = {
 }
 
 
-def _segment(device: SimDevice, newest_first: IntArray, updated: bool) -> bytes:
+@dataclass(frozen=True, slots=True)
+class Piece:
+    """Rendered records of one device: ``rows`` holds one fixed-width row per time in
+    ``times`` (ascending), newest first, each ``width`` bytes long and ending with ``,``."""
+
+    times: IntArray
+    rows: bytes
+    width: int
+
+    def slice(self, low: int, high: int) -> tuple[bytes, int]:
+        """The rows of records with ``low <= t <= high`` (newest first) and their number."""
+        first = int(np.searchsorted(self.times, low, side="left"))
+        stop = int(np.searchsorted(self.times, high, side="right"))
+        total = len(self.times)
+        if stop <= first:
+            return b"", 0
+        return self.rows[(total - stop) * self.width : (total - first) * self.width], stop - first
+
+
+def _piece(device: SimDevice, times: IntArray, updated: bool) -> Piece:
+    newest_first = times[::-1]
     counters = (unit_array(device.key, newest_first) * 0x1000000).astype(np.int64)
     fields: list[tuple[str, js.Cell]] = [
         ("_id", js.ObjectId(newest_first, device.id_stem, counters)),
@@ -159,21 +180,27 @@ def _segment(device: SimDevice, newest_first: IntArray, updated: bool) -> bytes:
         ("date", js.IsoTime(newest_first)),
     ]
     fields += _BY_TYPE[device.type](_Streams(device, newest_first), updated).items()
-    return js.render(len(newest_first), fields)
+    rows, width = js.render_rows(len(times), fields)
+    return Piece(times, rows, width)
+
+
+def render_pieces(device: SimDevice, times: IntArray) -> list[Piece]:
+    """The device's records at ``times`` (ascending), oldest piece first.
+
+    Two pieces when the firmware update falls inside: the shapes differ, so do the widths.
+    """
+    if not len(times):
+        return []
+    change = device.firmware_change
+    split = 0 if change is None else int(np.searchsorted(times, change, side="left"))
+    if change is None or split == 0 or split == len(times):
+        return [_piece(device, times, change is not None and split == 0)]
+    return [_piece(device, times[:split], False), _piece(device, times[split:], True)]
 
 
 def window_body(device: SimDevice, times: IntArray) -> bytes:
     """``{"data": [...]}`` for the device's records at ``times`` (ascending), newest first."""
-    newest_first = times[::-1]
-    change = device.firmware_change
-    if change is None:
-        return _segment(device, newest_first, updated=False)
-    updated = int(np.searchsorted(-newest_first, -change, side="right"))
-    if updated in (0, len(times)):
-        return _segment(device, newest_first, updated=updated > 0)
-    newer = _segment(device, newest_first[:updated], True)
-    older = _segment(device, newest_first[updated:], False)
-    return newer[:-2] + b"," + older[len(b'{"data":[') :]
+    return js.wrap([piece.rows for piece in reversed(render_pieces(device, times))])
 
 
 def one_record(device: SimDevice, at: int) -> dict[str, Any]:
