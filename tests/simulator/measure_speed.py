@@ -22,6 +22,7 @@ from typing import Any
 import aiohttp
 
 from harvester.simulator.data import SimulatedData
+from harvester.simulator.fleet import SimDevice
 from harvester.simulator.options import SimulatorOptions
 from harvester.simulator.server import running_simulator
 
@@ -43,6 +44,17 @@ def cold_window_ms() -> list[float]:
     return timings
 
 
+def _full_window() -> tuple[SimDevice, int]:
+    """A device and a window start where all 7,201 records of a 2 h window exist."""
+    data = SimulatedData(OPTIONS)
+    for device in data.devices:
+        for hour in range(24, 24 * OPTIONS.days, 2):
+            start = (device.timeline.first or 0) // 86_400 * 86_400 + hour * 3600
+            if data.window(device, start, start + 7200)[1] == 7201:
+                return device, start
+    raise RuntimeError("no complete 2 h window in the fleet")
+
+
 def _serve(queue: Any) -> None:
     async def serve() -> None:
         async with running_simulator(OPTIONS) as url:
@@ -58,15 +70,17 @@ async def _load(url: str, seconds: float) -> tuple[int, float, float]:
             token = (await response.json())["accessToken"]
         headers = {"Authorization": f"Bearer {token}"}
         path = url + "/sensors-data/getFMDDeviceLogForGivenHour"
-        big = {
-            "DeviceId": "1001",
-            "StartDate": "2024-01-05 02:00:00",
-            "EndDate": "2024-01-05 04:00:00",
-        }
+        device, start = _full_window()
+        begin = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(start))
+        end = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(start + 7200))
+        big = {"DeviceId": device.uuid, "StartDate": begin, "EndDate": end}
+        route = url + f"/sensors-data/get{device.type}DeviceLogForGivenHour"
         began = time.perf_counter()
-        async with session.post(path, json=big, headers=headers) as response:
-            await response.read()
+        async with session.post(route, json=big, headers=headers) as response:
+            raw = await response.read()
         big_ms = (time.perf_counter() - began) * 1000
+        records = raw.count(b'"_id"')
+        assert records == 7201, records
         done = 0
         deadline = time.perf_counter() + seconds
 
