@@ -108,14 +108,14 @@ def _load(storage: Storage, prefix: str) -> _Loaded:
     stale = [key for generation, _, _, key in segments if generation <= snapshot_generation]
     live = [(gen, key) for gen, _, _, key in segments if gen > snapshot_generation]
     blobs = [(key, _read_segment(storage, key)) for _, key in live]
-    for segment in fmt.decode_segments([(key, blob) for key, blob in blobs if blob is not None]):
-        tables.append(segment.rows)
-        if segment.problem is not None:
-            warnings.append(
-                f"checkpoint segment {segment.key} is damaged ({segment.problem}): "
-                f"kept the {segment.rows.num_rows} records before the damage"
-            )
-            set_aside.append((segment.key, dict(blobs)[segment.key] or b""))
+    decoded = fmt.decode_segments([(key, blob) for key, blob in blobs if blob is not None])
+    tables.append(decoded.rows)
+    for key, kept, problem in decoded.damaged:
+        warnings.append(
+            f"checkpoint segment {key} is damaged ({problem}): "
+            f"kept the {kept} records before the damage"
+        )
+        set_aside.append((key, dict(blobs)[key] or b""))
     finished, failed = resolve(tables)
     generation = max([snapshot_generation, 0, *(gen for gen, _ in live)])
     return _Loaded(
@@ -237,11 +237,7 @@ class CheckpointJournal:
     def finished_for(self, uuid: str, day: dt.date) -> Sequence[FinishedWindow]:
         """The finished windows of one device's UTC day, by start."""
         with self._state_lock:
-            found = {
-                (uuid, int(self._finished.start[i]), int(self._finished.end[i])): i
-                for i in self._finished.slice_for(uuid, day)
-            }
-            windows = {ident: self._finished.window(i) for ident, i in found.items()}
+            windows = self._finished.windows_of(uuid, day)
             windows.update(self._recent_by_day.get((uuid, day), {}))
         return sorted(windows.values(), key=lambda w: (w.start, w.end))
 

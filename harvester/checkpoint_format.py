@@ -1,12 +1,13 @@
-"""On-disk format of the checkpoint journal, and its columnar in-memory state.
+"""On-disk format of the checkpoint journal: JSON Lines segments and a Parquet snapshot.
 
-A segment is JSON Lines: a header ``{"checkpoint_version": 1, "generation": G, "seq": S,
-"run_id": "...", "entries": N}`` then N entries with short keys (they are most of the bytes a
-reopen after a crash has to parse)::
+A segment is JSON Lines: a header ``{"checkpoint_version": 1, "run_id": "...", "generation":
+G, "seq": S, "entries": N, "devices": [uuid, ...]}`` then N entries with short keys, where
+``d`` indexes the header's device list (keys and uuids are most of the bytes that a reopen
+after a crash has to parse)::
 
-    {"k": "fin",  "u": uuid, "t": type, "s": start_ms, "e": end_ms, "n": records, "c": day_count,
+    {"k": "fin",  "d": 0, "t": type, "s": start_ms, "e": end_ms, "n": records, "c": day_count,
      "z": sealed}
-    {"k": "fail", "u": uuid, "t": type, "s": start_ms, "e": end_ms, "r": reason, "a": attempts}
+    {"k": "fail", "d": 0, "t": type, "s": start_ms, "e": end_ms, "r": reason, "a": attempts}
 
 The snapshot is one Parquet file of the same columns (``kind`` .. ``attempts`` below) whose
 schema metadata carries the version and the generation it has absorbed.
@@ -19,7 +20,9 @@ by line, to keep everything before the first damaged line and report where the d
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import io
+import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, BinaryIO, Final
@@ -66,10 +69,14 @@ SCHEMA: Final = pa.schema(
         ("attempts", pa.int64()),
     ]
 )
-_SHORT: Final = dict(zip("kutsenczra", SCHEMA.names, strict=True))
-_JSON_SCHEMA: Final = pa.schema([pa.field(k, SCHEMA.field(n).type) for k, n in _SHORT.items()])
-_KEYS: Final = {FINISHED: frozenset("kutsencz"), FAILED: frozenset("kutsera")}
-_TYPE_OF_KEY: Final[dict[str, type]] = {"u": str, "t": str, "s": int, "e": int, "n": int}
+#: Rows decoded from segments: the uuid arrives dictionary-encoded from the device lists.
+SEGMENT_ROWS: Final = SCHEMA.set(1, pa.field("device_uuid", pa.dictionary(pa.int32(), pa.string())))
+_SHORT: Final = dict(zip("kdtsenczra", SCHEMA.names, strict=True))
+_JSON_SCHEMA: Final = pa.schema(
+    [pa.field(k, pa.int64() if k == "d" else SCHEMA.field(n).type) for k, n in _SHORT.items()]
+)
+_KEYS: Final = {FINISHED: frozenset("kdtsencz"), FAILED: frozenset("kdtsera")}
+_TYPE_OF_KEY: Final[dict[str, type]] = {"d": int, "t": str, "s": int, "e": int, "n": int}
 _TYPE_OF_KEY.update({"c": int, "z": bool, "r": str, "a": int})
 
 Identity = tuple[str, int, int]
@@ -82,7 +89,9 @@ def to_ms(moment: dt.datetime) -> int:
     return (moment - EPOCH) // _MS
 
 
+@functools.lru_cache(maxsize=1 << 16)
 def from_ms(ms: int) -> dt.datetime:
+    """Aware UTC datetime of epoch milliseconds (cached: a fleet shares its grid's few times)."""
     return EPOCH + dt.timedelta(milliseconds=ms)
 
 
@@ -98,11 +107,11 @@ def identity(entry: Entry) -> Identity:
 
 
 def encode_segment(run_id: str, generation: int, seq: int, entries: Sequence[Entry]) -> bytes:
-    header: dict[str, Any] = {"checkpoint_version": CHECKPOINT_VERSION, "run_id": run_id}
-    header |= {"generation": generation, "seq": seq, "entries": len(entries)}
-    lines = [orjson.dumps(header)]
+    devices: dict[str, int] = {}
+    lines = [b""]
     for entry in entries:
-        common: dict[str, Any] = {"u": entry.device_uuid, "t": entry.device_type}
+        device = devices.setdefault(entry.device_uuid, len(devices))
+        common: dict[str, Any] = {"d": device, "t": entry.device_type}
         common |= {"s": to_ms(entry.start), "e": to_ms(entry.end)}
         if isinstance(entry, FinishedWindow):
             extra: dict[str, Any] = {"n": entry.records, "c": entry.day_count, "z": entry.sealed}
@@ -110,17 +119,29 @@ def encode_segment(run_id: str, generation: int, seq: int, entries: Sequence[Ent
         else:
             extra = {"r": entry.reason[:MAX_REASON], "a": entry.attempts}
             lines.append(orjson.dumps({"k": FAILED, **common, **extra}))
+    header: dict[str, Any] = {"checkpoint_version": CHECKPOINT_VERSION, "run_id": run_id}
+    header |= {"generation": generation, "seq": seq, "entries": len(entries)}
+    lines[0] = orjson.dumps({**header, "devices": list(devices)})
     lines.append(b"")
     return b"\n".join(lines)
 
 
 @dataclass(frozen=True, slots=True)
-class DecodedSegment:
-    """The trusted rows of one segment (``SCHEMA``), and what was wrong with the rest."""
+class DecodedSegments:
+    """The trusted rows of all segments in order (``SEGMENT_ROWS``), and the damage found.
 
-    key: str
+    ``damaged`` holds (key, records kept, what was wrong) per damaged segment.
+    """
+
     rows: pa.Table
-    problem: str | None
+    damaged: list[tuple[str, int, str]]
+
+
+@dataclass(frozen=True, slots=True)
+class _Parts:
+    entries: int
+    devices: list[str]
+    body: memoryview  # a view: a crash can leave hundreds of MB of segments to parse
 
 
 def _incompatible(key: str, version: object) -> IncompatibleCheckpointError:
@@ -131,54 +152,70 @@ def _incompatible(key: str, version: object) -> IncompatibleCheckpointError:
     )
 
 
-def _split_header(key: str, blob: bytes) -> tuple[int, bytes] | str:
-    """(entries, body) or what is wrong with the header; raises on a foreign version."""
+def _split_header(key: str, blob: bytes) -> _Parts | str:
+    """The header's facts and the body, or what is wrong; raises on a foreign version."""
     if not blob:
         return "empty segment"
-    first, _, body = blob.partition(b"\n")
+    header_end = blob.find(b"\n")
+    header_end = len(blob) if header_end < 0 else header_end
     try:
-        header = orjson.loads(first)
+        header = orjson.loads(blob[:header_end])
     except orjson.JSONDecodeError:
         return "unreadable header"
     if not isinstance(header, dict) or "checkpoint_version" not in header:
         return "header without a checkpoint_version"
     if header["checkpoint_version"] != CHECKPOINT_VERSION:
         raise _incompatible(key, header["checkpoint_version"])
-    entries = header.get("entries")
+    entries, devices = header.get("entries"), header.get("devices")
     if type(entries) is not int or entries < 0:
         return "header without a valid entry count"
-    return entries, body
+    if not isinstance(devices, list) or {type(d) for d in devices} - {str} or "" in devices:
+        return "header without a valid device list"
+    return _Parts(entries, devices, memoryview(blob)[header_end + 1 :])
 
 
-def _read_json(body: bytes) -> pa.Table:
-    options = pajson.ParseOptions(explicit_schema=_JSON_SCHEMA, unexpected_field_behavior="error")
-    table = pajson.read_json(io.BytesIO(body), parse_options=options)
-    return table.rename_columns(SCHEMA.names)
-
-
-def _bulk(bodies: Sequence[bytes], entries: int) -> pa.Table | None:
+def _bulk(segments: Sequence[_Parts]) -> pa.Table | None:
     """All bodies parsed as one, if every line is a valid entry and the counts add up."""
+    entries = sum(part.entries for part in segments)
     if entries == 0:
-        return SCHEMA.empty_table()
-    body = b"".join(bodies)
+        return SEGMENT_ROWS.empty_table()
+    body = b"".join(part.body for part in segments)
     if not body.endswith(b"\n") or body.count(b"\n") != entries:
         return None
+    options = pajson.ParseOptions(explicit_schema=_JSON_SCHEMA, unexpected_field_behavior="error")
     try:
-        table = _read_json(body)
+        parsed = pajson.read_json(io.BytesIO(body), parse_options=options)
     except pa.ArrowInvalid:
         return None
-    if table.num_rows != entries or not bool(valid_rows(table).all()):
+    if parsed.num_rows != entries:
         return None
-    return table
+    # "d" indexes its own segment's device list: map it to one deduplicated list for all.
+    listed = pa.array(itertools.chain.from_iterable(p.devices for p in segments), pa.string())
+    distinct = listed.dictionary_encode()
+    sizes = [len(part.devices) for part in segments]
+    counts = [part.entries for part in segments]
+    local = pc.fill_null(parsed["d"], -1).to_numpy()
+    in_range = (local >= 0) & (local < np.repeat(sizes, counts))
+    offsets = np.repeat(np.cumsum([0, *sizes[:-1]]), counts)
+    flat = np.append(distinct.indices.to_numpy(zero_copy_only=False), 0).astype(np.int32)
+    indices = pa.array(flat[np.where(in_range, local + offsets, len(listed))])
+    uuid = pa.DictionaryArray.from_arrays(indices, distinct.dictionary)
+    table = _rows(parsed, uuid)
+    return table if bool((in_range & valid_rows(table)).all()) else None
 
 
-def _line_by_line(body: bytes, entries: int) -> tuple[pa.Table, str | None]:
+def _rows(parsed: pa.Table, uuid: pa.Array) -> pa.Table:
+    columns = [uuid if key == "d" else parsed[key] for key in _SHORT]
+    return pa.table(columns, schema=SEGMENT_ROWS)
+
+
+def _line_by_line(part: _Parts) -> tuple[pa.Table, str | None]:
     """The valid entries before the first damaged line, and a description of the damage."""
     rows: list[dict[str, Any]] = []
     problem: str | None = None
-    lines = body.split(b"\n")
+    lines = bytes(part.body).split(b"\n")
     for number, line in enumerate(lines[:-1], start=2):
-        entry = _parse_entry(line)
+        entry = _parse_entry(line, part.devices)
         if entry is None:
             problem = f"garbage record at line {number}"
             break
@@ -186,18 +223,19 @@ def _line_by_line(body: bytes, entries: int) -> tuple[pa.Table, str | None]:
     else:
         if lines[-1]:
             problem = f"torn last record at line {len(lines) + 1}"
-    table = pa.Table.from_pylist(rows, schema=SCHEMA)
+    plain = pa.Table.from_pylist(rows, schema=SCHEMA)
+    table = plain.set_column(1, SEGMENT_ROWS.field(1), plain["device_uuid"].dictionary_encode())
     valid = valid_rows(table)
     if not valid.all():
         first_bad = int(np.argmin(valid))
         table = table.slice(0, first_bad)
         problem = f"invalid record at line {first_bad + 2}"
-    if problem is None and table.num_rows != entries:
-        problem = f"{table.num_rows} records where the header announced {entries}"
+    if problem is None and table.num_rows != part.entries:
+        problem = f"{table.num_rows} records where the header announced {part.entries}"
     return table, problem
 
 
-def _parse_entry(line: bytes) -> dict[str, Any] | None:
+def _parse_entry(line: bytes, devices: list[str]) -> dict[str, Any] | None:
     try:
         obj = orjson.loads(line)
     except orjson.JSONDecodeError:
@@ -206,33 +244,44 @@ def _parse_entry(line: bytes) -> dict[str, Any] | None:
         return None
     if any(type(obj[k]) is not _TYPE_OF_KEY[k] for k in obj if k != "k"):
         return None
+    if not 0 <= obj["d"] < len(devices):
+        return None
+    obj["d"] = devices[obj["d"]]
     return {_SHORT[k]: v for k, v in obj.items()}
 
 
-def decode_segments(blobs: Sequence[tuple[str, bytes]]) -> list[DecodedSegment]:
+def decode_segments(blobs: Sequence[tuple[str, bytes]]) -> DecodedSegments:
     """Decode segments in order; all in one bulk parse unless something is damaged."""
     split = [(key, _split_header(key, blob)) for key, blob in blobs]
-    sound = [(key, parts) for key, parts in split if not isinstance(parts, str)]
-    if len(sound) == len(split):
-        counts = [parts[0] for _, parts in sound]
-        bulk = _bulk([parts[1] for _, parts in sound], sum(counts))
-        if bulk is not None:
-            offsets = np.cumsum([0, *counts])
-            return [
-                DecodedSegment(key, bulk.slice(int(offsets[i]), counts[i]), None)
-                for i, (key, _) in enumerate(sound)
-            ]
-    decoded = []
+    sound = [parts for _, parts in split if isinstance(parts, _Parts)]
+    bulk = _bulk(sound) if len(sound) == len(split) else None
+    if bulk is not None:
+        return DecodedSegments(bulk, [])
+    tables = [SEGMENT_ROWS.empty_table()]
+    damaged = []
     for key, parts in split:
         if isinstance(parts, str):
-            decoded.append(DecodedSegment(key, SCHEMA.empty_table(), parts))
-            continue
-        table = _bulk([parts[1]], parts[0])
-        if table is not None:
-            decoded.append(DecodedSegment(key, table, None))
+            damaged.append((key, 0, parts))
+        elif (table := _bulk([parts])) is not None:
+            tables.append(table)
         else:
-            decoded.append(DecodedSegment(key, *_line_by_line(parts[1], parts[0])))
-    return decoded
+            table, problem = _line_by_line(parts)
+            tables.append(table)
+            if problem is not None:
+                damaged.append((key, table.num_rows, problem))
+    return DecodedSegments(pa.concat_tables(tables), damaged)
+
+
+def _uuid_ok(column: pa.ChunkedArray) -> npt.NDArray[np.bool_]:
+    if not pa.types.is_dictionary(column.type):
+        plain = pc.fill_null(pc.greater(pc.utf8_length(column), 0), False)
+        return np.asarray(plain.to_numpy(zero_copy_only=False), np.bool_)
+    masks = [np.zeros(0, np.bool_)]
+    for chunk in column.chunks:
+        value_ok = pc.fill_null(pc.greater(pc.utf8_length(chunk.dictionary), 0), False)
+        value_ok = np.append(value_ok.to_numpy(zero_copy_only=False), False)  # [-1]: null
+        masks.append(value_ok[pc.fill_null(chunk.indices, -1).to_numpy()])
+    return np.concatenate(masks)
 
 
 def valid_rows(table: pa.Table) -> npt.NDArray[np.bool_]:
@@ -242,12 +291,8 @@ def valid_rows(table: pa.Table) -> npt.NDArray[np.bool_]:
     values = {n: pc.fill_null(table[n], 0).to_numpy() for n in ("start_ms", "end_ms")}
     values |= {n: pc.fill_null(table[n], 0).to_numpy() for n in ("records", "day_count")}
     values["attempts"] = pc.fill_null(table["attempts"], 0).to_numpy()
-    uuid = table["device_uuid"]
-    if pa.types.is_dictionary(uuid.type):
-        uuid = uuid.cast(pa.string())
-    uuid_ok = pc.fill_null(pc.greater(pc.utf8_length(uuid), 0), False)
     type_ok = pc.is_in(table["device_type"], value_set=_TYPES).to_numpy(zero_copy_only=False)
-    common = uuid_ok.to_numpy(zero_copy_only=False) & type_ok
+    common = _uuid_ok(table["device_uuid"]) & type_ok
     common &= present["start_ms"] & present["end_ms"] & (values["start_ms"] < values["end_ms"])
     finished = (kind == 0) & present["records"] & present["day_count"] & present["sealed"]
     finished &= (values["records"] >= 0) & (values["day_count"] >= 0)

@@ -62,24 +62,22 @@ class FinishedColumns:
     def __len__(self) -> int:
         return len(self.start)
 
-    def slice_for(self, uuid: str, day: dt.date) -> range:
+    def windows_of(self, uuid: str, day: dt.date) -> dict[fmt.Identity, FinishedWindow]:
+        """The finished windows of one device's UTC day, by identity."""
         code = self.code_of.get(uuid)
         if code is None:
-            return range(0)
+            return {}
         key = _group_key(np.int64(code), np.int64(fmt.day_ordinal(day)))
-        lo, hi = np.searchsorted(self.keys, [key, key + 1])
-        return range(int(lo), int(hi))
-
-    def window(self, i: int) -> FinishedWindow:
-        return FinishedWindow(
-            device_uuid=self.uuids[self.code[i]],
-            device_type=DEVICE_TYPES[self.type_code[i]],
-            start=fmt.from_ms(int(self.start[i])),
-            end=fmt.from_ms(int(self.end[i])),
-            records=int(self.records[i]),
-            day_count=int(self.day_count[i]),
-            sealed=bool(self.sealed[i]),
-        )
+        lo = int(self.keys.searchsorted(key, "left"))
+        hi = int(self.keys.searchsorted(key, "right"))
+        columns = (self.type_code, self.start, self.end, self.records, self.day_count, self.sealed)
+        rows = zip(*(column[lo:hi].tolist() for column in columns), strict=True)
+        return {
+            (uuid, start, end): FinishedWindow(
+                uuid, DEVICE_TYPES[kind], fmt.from_ms(start), fmt.from_ms(end), n, count, sealed
+            )
+            for kind, start, end, n, count, sealed in rows
+        }
 
     def rows(self) -> pa.Table:
         """These windows as ``SCHEMA`` rows (kind "fin")."""
@@ -114,13 +112,21 @@ def _uuid_codes(tables: Sequence[pa.Table]) -> tuple[dict[str, int], fmt.IntArra
     code_of: dict[str, int] = {}
     parts = [np.zeros(0, np.int64)]
     for table in tables:
-        for chunk in table["device_uuid"].chunks:
-            encoded = chunk if pa.types.is_dictionary(chunk.type) else chunk.dictionary_encode()
-            local = encoded.dictionary.to_pylist()
-            remap = np.array([code_of.setdefault(u, len(code_of)) for u in local], np.int64)
-            indices = encoded.indices.to_numpy(zero_copy_only=False).astype(np.int64)
-            parts.append(remap[indices] if len(remap) else indices)
-    return code_of, np.concatenate(parts)
+        column = table["device_uuid"]
+        if column.num_chunks == 0:
+            continue
+        if pa.types.is_dictionary(column.type):
+            column = column.unify_dictionaries()
+            dictionary = column.chunk(0).dictionary
+            indices = np.concatenate(
+                [chunk.indices.to_numpy(zero_copy_only=False) for chunk in column.chunks]
+            )
+        else:
+            encoded = column.combine_chunks().dictionary_encode()
+            dictionary, indices = encoded.dictionary, encoded.indices.to_numpy(zero_copy_only=False)
+        remap = [code_of.setdefault(uuid, len(code_of)) for uuid in dictionary.to_pylist()]
+        parts.append(np.asarray(remap, np.int64)[indices] if remap else indices)
+    return code_of, np.concatenate(parts).astype(np.int64)
 
 
 def _last_of_each(code: fmt.IntArray, start: fmt.IntArray, end: fmt.IntArray) -> _BoolArray:
