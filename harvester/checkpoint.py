@@ -81,11 +81,13 @@ def _load(storage: Storage, prefix: str) -> _Loaded:
     for key in storage.list_files(prefix):
         name = key[len(prefix) + 1 :]
         match = _SEGMENT_NAME.match(name)
+        if "/" in name:
+            continue  # a nested folder is another journal's (e.g. one per shard)
         if is_temporary(key):
             leftovers.append(key)
         elif key == snapshot_key:
             has_snapshot = True
-        elif match and "/" not in name:
+        elif match:
             segments.append((int(match[1]), int(match[2]), match[3], key))
         elif CORRUPT_MARK not in name:
             warnings.append(f"unexpected file {key} in the checkpoint folder, left alone")
@@ -167,7 +169,7 @@ class CheckpointJournal:
         self._written: list[str] = []
         self._seq = 0
         self._last_flush: float | None = None
-        self._days: list[DayProgress] | None = None
+        self._days: tuple[DayProgress, ...] | None = None
         self._state_lock = threading.Lock()
         self._flush_lock = threading.Lock()
 
@@ -235,11 +237,14 @@ class CheckpointJournal:
     # ------------------------------------------------------------ queries
 
     def finished_for(self, uuid: str, day: dt.date) -> Sequence[FinishedWindow]:
-        """The finished windows of one device's UTC day, by start."""
+        """The finished windows of one device's UTC day, by (start, end)."""
         with self._state_lock:
-            windows = self._finished.windows_of(uuid, day)
-            windows.update(self._recent_by_day.get((uuid, day), {}))
-        return sorted(windows.values(), key=lambda w: (w.start, w.end))
+            stored = self._finished.windows_of(uuid, day)
+            recent = self._recent_by_day.get((uuid, day))
+            if not recent:
+                return stored
+            merged = {fmt.identity(window): window for window in stored} | recent
+        return sorted(merged.values(), key=lambda w: (w.start, w.end))
 
     def failed(self) -> Sequence[FailedWindow]:
         """Windows whose last attempt failed and that have not finished since."""
@@ -251,8 +256,8 @@ class CheckpointJournal:
         with self._state_lock:
             if self._days is None:
                 self._settle()
-                self._days = day_progress(self._finished, self._failed)
-            return self._days
+                self._days = tuple(day_progress(self._finished, self._failed))
+            return list(self._days)
 
     # ------------------------------------------------------------ recording
 

@@ -62,22 +62,22 @@ class FinishedColumns:
     def __len__(self) -> int:
         return len(self.start)
 
-    def windows_of(self, uuid: str, day: dt.date) -> dict[fmt.Identity, FinishedWindow]:
-        """The finished windows of one device's UTC day, by identity."""
+    def windows_of(self, uuid: str, day: dt.date) -> list[FinishedWindow]:
+        """The finished windows of one device's UTC day, by (start, end)."""
         code = self.code_of.get(uuid)
         if code is None:
-            return {}
+            return []
         key = _group_key(np.int64(code), np.int64(fmt.day_ordinal(day)))
         lo = int(self.keys.searchsorted(key, "left"))
         hi = int(self.keys.searchsorted(key, "right"))
         columns = (self.type_code, self.start, self.end, self.records, self.day_count, self.sealed)
         rows = zip(*(column[lo:hi].tolist() for column in columns), strict=True)
-        return {
-            (uuid, start, end): FinishedWindow(
+        return [
+            FinishedWindow(
                 uuid, DEVICE_TYPES[kind], fmt.from_ms(start), fmt.from_ms(end), n, count, sealed
             )
             for kind, start, end, n, count, sealed in rows
-        }
+        ]
 
     def rows(self) -> pa.Table:
         """These windows as ``SCHEMA`` rows (kind "fin")."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import tempfile
+import threading
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
@@ -645,3 +646,48 @@ def test_any_record_flush_reopen_crash_sequence_matches_a_dict_model(
                 journal = reopen(storage, compact_after_segments=3)
                 assert journal.warnings == []
             assert_matches(journal, model)
+
+
+def test_nested_journals_are_independent(storage: LocalStorage, tmp_path: Path) -> None:
+    """A journal in a sub-folder (e.g. per shard) is neither read nor touched by the parent."""
+    shard = CheckpointJournal.open(storage, "shard", prefix=f"{CHECKPOINT_PREFIX}/shard-1-of-2")
+    shard.record([done("dev-b")])
+    shard.flush()
+    parent = reopen(storage)
+    parent.record([done("dev-a")])
+    parent.close()
+    parent = reopen(storage)
+    assert parent.finished_for("dev-b", DAY) == []
+    assert parent.warnings == []
+    shard = CheckpointJournal.open(storage, "shard", prefix=f"{CHECKPOINT_PREFIX}/shard-1-of-2")
+    assert shard.finished_for("dev-b", DAY) == [done("dev-b")]
+    assert shard.finished_for("dev-a", DAY) == []
+
+
+def test_recording_from_threads_while_flushing_loses_nothing(storage: LocalStorage) -> None:
+    """record() on several threads while another flushes: every entry is durable after close."""
+    journal = reopen(storage, compact_after_segments=4)
+    stop = threading.Event()
+
+    def flusher() -> None:
+        while not stop.is_set():
+            journal.flush()
+
+    def recorder(uuid: str) -> None:
+        for day_offset in range(20):
+            for index in range(12):
+                journal.record([done(uuid, index, day_offset=day_offset)])
+
+    flushing = threading.Thread(target=flusher)
+    flushing.start()
+    recorders = [threading.Thread(target=recorder, args=(uuid,)) for uuid in TYPES]
+    for thread in recorders:
+        thread.start()
+    for thread in recorders:
+        thread.join()
+    stop.set()
+    flushing.join()
+    journal.close()
+    days = reopen(storage).days()
+    assert len(days) == 60
+    assert all(day.windows_finished == 12 for day in days)
