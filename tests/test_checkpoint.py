@@ -6,9 +6,9 @@ import datetime as dt
 import tempfile
 import threading
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, MutableMapping
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -212,7 +212,7 @@ class CrashingStorage(LocalStorage):
             raise _Crash(key)
         super().delete(key)
 
-    def write_file(self, key: str, write: Callable[[BinaryIO], None]) -> None:
+    def write_file(self, key: str, write: Callable[[BinaryIO], object]) -> None:
         if self.fail_writes:
             self.fail_writes -= 1
             raise StorageError(f"cannot write {key}: the disk is full")
@@ -353,7 +353,9 @@ def write_one_segment(storage: LocalStorage, tmp_path: Path, count: int = 3) -> 
     return path
 
 
-def reopen_logging(storage: LocalStorage) -> tuple[CheckpointJournal, list[dict[str, object]]]:
+def reopen_logging(
+    storage: LocalStorage,
+) -> tuple[CheckpointJournal, list[MutableMapping[str, Any]]]:
     with capture_logs() as logs:
         journal = reopen(storage)
     return journal, [entry for entry in logs if entry["log_level"] == "warning"]
