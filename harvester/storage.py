@@ -34,7 +34,7 @@ class Storage(Protocol):
 
     def describe(self) -> str: ...
 
-    def write_file(self, key: str, write: Callable[[BinaryIO], None]) -> None: ...
+    def write_file(self, key: str, write: Callable[[BinaryIO], object]) -> None: ...
 
     def read_bytes(self, key: str) -> bytes: ...
 
@@ -91,7 +91,7 @@ class LocalStorage:
         except OSError as exc:
             raise _explain(exc, what) from exc
 
-    def write_file(self, key: str, write: Callable[[BinaryIO], None]) -> None:
+    def write_file(self, key: str, write: Callable[[BinaryIO], object]) -> None:
         final = self._path(key)
         tmp = final.with_name(f"{TMP_PREFIX}{final.name}{TMP_MARK}{secrets.token_hex(4)}")
         with self._translate(f"write {final}"):

@@ -1,13 +1,27 @@
-"""The ``harvester`` command line: parses options, configures logging, maps errors to exit codes."""
+"""The ``harvester`` command line: parses options, configures logging, maps errors to exit codes.
+
+Exit codes: 0 done · 1 some windows failed, verify found a mismatch, or the server failed ·
+2 usage, configuration or storage error · 3 authentication failed · 130 interrupted.
+"""
 
 from __future__ import annotations
 
 import argparse
 import sys
+import traceback
 from collections.abc import Sequence
 
 from harvester import __version__
-from harvester.cli import simulate
+from harvester.cli import demo, harvest, inspect, simulate
+from harvester.errors import (
+    AuthError,
+    ConfigError,
+    HarvesterError,
+    Interrupted,
+    StorageError,
+)
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_AUTH, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 
 
 class _Parser(argparse.ArgumentParser):
@@ -15,20 +29,46 @@ class _Parser(argparse.ArgumentParser):
 
     def error(self, message: str) -> None:  # type: ignore[override]  # argparse declares NoReturn
         sys.stderr.write(f"harvester: error: {message} (see '{self.prog} --help')\n")
-        raise SystemExit(2)
+        raise SystemExit(EXIT_USAGE)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="harvester", description=__doc__)
+    parser = _Parser(prog="harvester", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"harvester {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
-    simulate.register(commands)
+    for command in (simulate, harvest, inspect, demo):
+        command.register(commands)
     return parser
 
 
+def exit_code_for(error: BaseException) -> int:
+    """The documented exit code of an error class."""
+    if isinstance(error, ConfigError | StorageError):
+        return EXIT_USAGE
+    if isinstance(error, AuthError):
+        return EXIT_AUTH
+    if isinstance(error, Interrupted | KeyboardInterrupt):
+        return EXIT_INTERRUPTED
+    return EXIT_FAILED
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    handler = args.handler
-    result: int = handler(args)
-    return result
+    args = build_parser().parse_args(argv)
+    verbose = getattr(args, "verbose", 0) > 0
+    try:
+        code: int = args.handler(args)
+    except (HarvesterError, KeyboardInterrupt) as exc:
+        if verbose:
+            traceback.print_exc()
+        message = str(exc) or "interrupted"
+        for line in message.splitlines():
+            sys.stderr.write(f"harvester: error: {line}\n")
+        return exit_code_for(exc)
+    except Exception as exc:
+        if verbose:
+            traceback.print_exc()
+        sys.stderr.write(
+            f"harvester: internal error: {type(exc).__name__}: {exc} (run with -v for details)\n"
+        )
+        return EXIT_FAILED
+    return code

@@ -1,0 +1,76 @@
+"""Options shared by plan/run/status/verify, and turning them into a ``HarvestConfig``."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+from typing import Any
+
+from harvester.config import HarvestConfig, read_config_file, resolve_config
+from harvester.logging import configure_logging, register_secret
+
+# Flags whose value feeds the config; the rest (logging, --config) are handled here.
+_CONFIG_FLAGS = (
+    "base_url",
+    "email",
+    "password",
+    "out",
+    "device_type",
+    "devices",
+    "since",
+    "until",
+    "timezone",
+    "concurrency",
+    "rps",
+    "max_attempts",
+    "connect_timeout_s",
+    "read_timeout_s",
+    "ca_bundle",
+)
+
+
+def add_logging_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("logging")
+    group.add_argument("--log-format", choices=("console", "json"), default="console")
+    group.add_argument("-v", "--verbose", action="count", default=0, help="more detail (-vv)")
+    group.add_argument("-q", "--quiet", action="count", default=0, help="warnings only")
+
+
+def add_common_options(parser: argparse.ArgumentParser, *, network: bool = True) -> None:
+    """The options of interface.md; ``network`` adds the server and selection ones."""
+    parser.add_argument("--config", type=Path, help="TOML config file")
+    parser.add_argument("--out", help="archive folder (default ./sensit-data)")
+    parser.add_argument("--timezone", help="IANA zone for --since/--until and reports (UTC)")
+    if network:
+        parser.add_argument("--base-url", help="API root (default https://api.sensitconnect.net)")
+        parser.add_argument("--email", help="account email (or SENSIT_EMAIL)")
+        parser.add_argument("--password", help="account password (prefer SENSIT_PASSWORD)")
+        parser.add_argument("--device-type", help="ALL, FMD, SPOD or RAMP (default ALL)")
+        parser.add_argument("--devices", help="comma-separated device uuids (default all)")
+        parser.add_argument("--since", help="first local day YYYY-MM-DD, inclusive")
+        parser.add_argument("--until", help="last local day YYYY-MM-DD, inclusive")
+        parser.add_argument("--ca-bundle", help="extra CA certificates (PEM) to trust")
+        parser.add_argument("--connect-timeout-s", help="TCP/TLS connect timeout (10)")
+        parser.add_argument("--read-timeout-s", help="per-request read timeout (60)")
+    add_logging_options(parser)
+
+
+def add_run_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--concurrency", help="requests in flight at once (16)")
+    parser.add_argument("--rps", help="request rate ceiling per second (20)")
+    parser.add_argument("--max-attempts", help="attempts per window before it is failed (8)")
+
+
+def setup_logging(args: argparse.Namespace) -> None:
+    configure_logging(args.log_format, args.verbose - args.quiet)
+
+
+def load_config(args: argparse.Namespace) -> HarvestConfig:
+    """Flags > SENSIT_* environment > --config file > defaults, validated."""
+    flags: dict[str, Any] = {k: getattr(args, k, None) for k in _CONFIG_FLAGS}
+    file_values = read_config_file(args.config) if args.config else None
+    config = resolve_config(flags, os.environ, file_values, file_name=str(args.config))
+    if config.password is not None:
+        register_secret(config.password.reveal())
+    return config

@@ -1,0 +1,111 @@
+"""``harvester verify`` (against the server) and ``harvester status`` (checkpoint only)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+from collections.abc import Sequence
+from typing import Any
+
+import orjson
+
+from harvester.checkpoint import CheckpointJournal
+from harvester.checkpoint_state import DayProgress
+from harvester.cli.common import add_common_options, load_config, setup_logging
+from harvester.client import SensitClient
+from harvester.config import HarvestConfig
+from harvester.errors import StorageError
+from harvester.pool import RequestGate
+from harvester.runner import HARVEST_DIR, client_settings, discover, open_storage
+from harvester.storage import Storage
+from harvester.verify import compare, format_mismatches
+
+
+def register(commands: Any) -> None:
+    verify = commands.add_parser("verify", help="compare stored rows with the server's counts")
+    add_common_options(verify)
+    verify.add_argument("--rps", help="request rate ceiling per second (20)")
+    verify.add_argument("--concurrency", help="requests in flight at once (16)")
+    verify.set_defaults(handler=_verify)
+    status = commands.add_parser("status", help="progress from the checkpoint (no network)")
+    add_common_options(status, network=False)
+    status.add_argument("--json", action="store_true", help="print the status as JSON")
+    status.set_defaults(handler=_status)
+
+
+def _existing_archive(config: HarvestConfig) -> Storage:
+    if not config.out.is_dir():
+        raise StorageError(f"no archive at --out {config.out}: run 'harvester run' first")
+    return open_storage(config)
+
+
+def _verify(args: argparse.Namespace) -> int:
+    setup_logging(args)
+    config = load_config(args)
+    return asyncio.run(_verify_async(config))
+
+
+async def _verify_async(config: HarvestConfig) -> int:
+    settings = client_settings(config)
+    storage = _existing_archive(config)
+    async with SensitClient(settings) as client:
+        availability = await discover(
+            client, config, RequestGate(config.rps), timezone=config.timezone
+        )
+    report = await asyncio.to_thread(
+        compare, storage, availability, config.zone, config.since, config.until
+    )
+    for line in format_mismatches(report.mismatches):
+        print(line)
+    verdict = "OK" if not report.mismatches else f"{len(report.mismatches)} MISMATCHES"
+    print(
+        f"verify {verdict}: {report.days_checked} device-days ({config.timezone}), "
+        f"server {report.server_records:,} records, stored {report.stored_records:,}"
+    )
+    return 1 if report.mismatches else 0
+
+
+def summarize(days: Sequence[DayProgress]) -> dict[str, int]:
+    """Totals over the checkpoint's device-days; complete = stored rows match the server."""
+    return {
+        "devices": len({d.device_uuid for d in days}),
+        "days": len(days),
+        "days_complete": sum(
+            1 for d in days if d.windows_failed == 0 and d.day_count and d.records == d.day_count
+        ),
+        "windows_finished": sum(d.windows_finished for d in days),
+        "windows_failed": sum(d.windows_failed for d in days),
+        "records": sum(d.records for d in days),
+    }
+
+
+def _status(args: argparse.Namespace) -> int:
+    setup_logging(args)
+    config = load_config(args)
+    storage = _existing_archive(config)
+    journal = CheckpointJournal.open(storage, "status", compact=False)
+    status = summarize(journal.days())
+    runs = sorted(k for k in storage.list_files(f"{HARVEST_DIR}/runs/") if k.endswith(".json"))
+    last_run = orjson.loads(storage.read_bytes(runs[-1])) if runs else None
+    if args.json:
+        print(orjson.dumps({**status, "last_run": last_run}, option=orjson.OPT_INDENT_2).decode())
+        return 0
+    print(f"archive          {config.out}")
+    print(f"devices          {status['devices']}")
+    print(f"device-days      {status['days']} ({status['days_complete']} complete)")
+    print(f"windows done     {status['windows_finished']}")
+    print(f"windows failed   {status['windows_failed']}")
+    print(f"records stored   {status['records']:,}")
+    if last_run is not None:
+        outcome = "interrupted" if last_run.get("interrupted") else "finished"
+        print(
+            f"last run         {last_run['run_id']} {outcome}: "
+            f"{last_run['windows_done']} windows, {last_run['records']:,} records, "
+            f"{last_run['windows_failed']} failed, {last_run['wall_s']} s"
+        )
+    for failure in journal.failed():
+        print(
+            f"FAILED           {failure.device_uuid} {failure.start.isoformat()} .. "
+            f"{failure.end.isoformat()}: {failure.reason}"
+        )
+    return 0

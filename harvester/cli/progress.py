@@ -1,0 +1,86 @@
+"""Live progress of a run: a rich bar on a terminal, periodic ``progress`` events otherwise."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import time
+from typing import Any
+
+import structlog
+from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+from harvester.client import SensitClient
+from harvester.pool import RequestGate, WindowPool
+
+log = structlog.get_logger(__name__)
+
+
+class RunProgress:
+    """Attach to a live pool with ``attach``; run ``watch()`` as a task until cancelled."""
+
+    def __init__(self, interval_s: float = 10.0, tty: bool | None = None) -> None:
+        self._interval_s = interval_s
+        self._tty = sys.stderr.isatty() if tty is None else tty
+        self._pool: WindowPool | None = None
+        self._gate: RequestGate | None = None
+        self._client: SensitClient | None = None
+        self._started = time.monotonic()
+        self._attached = asyncio.Event()
+
+    def attach(self, pool: WindowPool, gate: RequestGate, client: SensitClient) -> None:
+        self._pool, self._gate, self._client = pool, gate, client
+        self._started = time.monotonic()
+        self._attached.set()
+
+    def _fields(self) -> dict[str, Any]:
+        assert self._pool is not None
+        assert self._gate is not None
+        assert self._client is not None
+        stats = self._pool.stats
+        elapsed = max(time.monotonic() - self._started, 1e-6)
+        settled = stats.windows_done + stats.windows_failed
+        rate = settled / elapsed
+        remaining = stats.windows_total - settled - stats.windows_abandoned
+        return {
+            "windows_done": stats.windows_done,
+            "windows_total": stats.windows_total,
+            "failed": stats.windows_failed,
+            "records": stats.records,
+            "requests_per_s": round(self._client.stats.requests / elapsed, 1),
+            "retries": stats.retries,
+            "rate_limit_rps": round(self._gate.rate, 1),
+            "eta_s": round(remaining / rate) if rate > 0 else None,
+        }
+
+    async def watch(self) -> None:
+        await self._attached.wait()
+        if self._tty:
+            await self._watch_bar()
+        else:
+            while True:
+                await asyncio.sleep(self._interval_s)
+                log.info("progress", **self._fields())
+
+    async def _watch_bar(self) -> None:
+        columns = (
+            TextColumn("[bold]windows"),
+            BarColumn(),
+            TextColumn("{task.completed}/{task.total}"),
+            TextColumn("{task.fields[detail]}"),
+            TimeRemainingColumn(),
+        )
+        with Progress(*columns, transient=True) as bar:
+            task = bar.add_task("harvest", total=None, detail="")
+            while True:
+                fields = self._fields()
+                bar.update(
+                    task,
+                    total=fields["windows_total"] or None,
+                    completed=fields["windows_done"] + fields["failed"],
+                    detail=(
+                        f"{fields['records']:,} records  {fields['requests_per_s']} req/s  "
+                        f"{fields['retries']} retries"
+                    ),
+                )
+                await asyncio.sleep(0.5)

@@ -1,0 +1,315 @@
+"""The bounded async worker pool: N workers, a paced request gate, retries, drain on stop.
+
+Jobs arrive ordered device-day by device-day. A producer admits at most ``days_in_flight``
+device-days at a time (that bounds memory however long the back-fill) and queues their
+windows; ``concurrency`` workers take windows, wait for their request slot, fetch with
+retries, and parse in a thread. When the last window of a day is settled, the day is written
+by the sink in a thread and only then recorded in the checkpoint.
+
+Stopping (``stop`` event set, e.g. by SIGINT): no new day is admitted, queued windows are
+abandoned (neither finished nor failed, so the next run plans them again), windows in flight
+finish, and the days they belong to are written and checkpointed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import random
+from collections.abc import Awaitable, Callable, Sequence
+from concurrent.futures import Executor
+from dataclasses import dataclass, field
+from typing import Any
+
+import pyarrow as pa
+import structlog
+
+from harvester.checkpoint import CheckpointJournal
+from harvester.errors import (
+    AuthError,
+    HarvesterError,
+    Interrupted,
+    RateLimitedError,
+    RemoteError,
+    RetryableError,
+)
+from harvester.models import FailedWindow, FinishedWindow, WindowJob
+from harvester.pacing import AdaptiveRate, RatePacer
+from harvester.parse import parse_window
+from harvester.retry import RetryPolicy
+from harvester.retrying import with_retries
+from harvester.sink import ParquetSink, WindowRows
+
+log = structlog.get_logger(__name__)
+
+FetchWindow = Callable[[WindowJob], Awaitable[bytes]]
+
+
+@dataclass
+class PoolStats:
+    """Counters of one run, read by the progress display and the summary."""
+
+    windows_total: int = 0
+    windows_done: int = 0
+    windows_failed: int = 0
+    windows_abandoned: int = 0
+    days_written: int = 0
+    records: int = 0
+    bytes_written: int = 0
+    attempts: int = 0
+    retries: int = 0
+    rate_limited: int = 0
+    failures: list[FailedWindow] = field(default_factory=list)
+
+
+class RequestGate:
+    """Paces every request to the adaptive rate: one slot per request, no bursts."""
+
+    def __init__(self, rps: float) -> None:
+        self._adaptive = AdaptiveRate(ceiling=rps)
+        self._pacer = RatePacer(rps)
+        # One booking at a time: a slot handed out cannot be moved, so without the lock every
+        # worker would hold a slot booked ahead and a rate cut would act only seconds later.
+        self._turn = asyncio.Lock()
+
+    @property
+    def rate(self) -> float:
+        return self._adaptive.rate
+
+    async def wait_turn(self) -> None:
+        async with self._turn:
+            wait = self._pacer.reserve(asyncio.get_running_loop().time())
+            if wait > 0:
+                await asyncio.sleep(wait)
+
+    def on_success(self) -> None:
+        now = asyncio.get_running_loop().time()
+        self._pacer.set_rate(self._adaptive.on_success(now), now)
+
+    def on_rate_limited(self) -> None:
+        now = asyncio.get_running_loop().time()
+        self._pacer.set_rate(self._adaptive.on_rate_limited(now), now)
+
+
+@dataclass
+class _DayBatch:
+    jobs: list[WindowJob]
+    rows: dict[WindowJob, pa.Table] = field(default_factory=dict)
+    failed: list[FailedWindow] = field(default_factory=list)
+    settled: int = 0
+
+    @property
+    def complete(self) -> bool:
+        return self.settled == len(self.jobs)
+
+
+class WindowPool:
+    """Fetches planned windows into the sink and the checkpoint; see the module docstring."""
+
+    def __init__(
+        self,
+        *,
+        fetch: FetchWindow,
+        sink: ParquetSink,
+        journal: CheckpointJournal,
+        gate: RequestGate,
+        policy: RetryPolicy,
+        concurrency: int,
+        days_in_flight: int,
+        executor: Executor,
+        stop: asyncio.Event,
+        rand: Callable[[], float] = random.random,
+    ) -> None:
+        self._fetch = fetch
+        self._sink = sink
+        self._journal = journal
+        self._gate = gate
+        self._policy = policy
+        self._concurrency = concurrency
+        self._day_slots = asyncio.Semaphore(days_in_flight)
+        self._executor = executor
+        self._stop = stop
+        self._rand = rand
+        self._queue: asyncio.Queue[tuple[_DayBatch, WindowJob] | None] = asyncio.Queue()
+        self._writers: set[asyncio.Task[None]] = set()
+        self._fatal: HarvesterError | None = None
+        self.stats = PoolStats()
+
+    async def run(self, jobs: Sequence[WindowJob]) -> PoolStats:
+        """Fetch every job (or until stopped); raise the first fatal error, if any."""
+        self.stats.windows_total = len(jobs)
+        workers = [asyncio.create_task(self._worker()) for _ in range(self._concurrency)]
+        try:
+            await self._produce(jobs)
+            await asyncio.gather(*workers)
+            while self._writers:
+                await asyncio.gather(*list(self._writers))
+        finally:
+            for task in workers:
+                task.cancel()
+            await asyncio.to_thread(self._journal.flush)
+        if self._fatal is not None:
+            raise self._fatal
+        return self.stats
+
+    async def _produce(self, jobs: Sequence[WindowJob]) -> None:
+        for _, group in itertools.groupby(jobs, key=lambda j: (j.device.uuid, j.day)):
+            await self._day_slots.acquire()
+            if self._stop.is_set():
+                self._day_slots.release()
+                break
+            batch = _DayBatch(jobs=list(group))
+            for job in batch.jobs:
+                self._queue.put_nowait((batch, job))
+        for _ in range(self._concurrency):
+            self._queue.put_nowait(None)
+
+    async def _worker(self) -> None:
+        while (item := await self._queue.get()) is not None:
+            batch, job = item
+            if self._stop.is_set():
+                self.stats.windows_abandoned += 1
+            else:
+                await self._fetch_into(batch, job)
+            batch.settled += 1
+            if batch.complete:
+                task = asyncio.create_task(self._write_day(batch))
+                self._writers.add(task)
+                task.add_done_callback(self._writers.discard)
+
+    async def _fetch_into(self, batch: _DayBatch, job: WindowJob) -> None:
+        attempts = 0
+
+        async def attempt() -> pa.Table:
+            nonlocal attempts
+            if self._stop.is_set():
+                raise Interrupted("stopped before the next attempt")
+            attempts += 1
+            self.stats.attempts += 1
+            await self._gate.wait_turn()
+            try:
+                body = await self._fetch(job)
+            except RateLimitedError:
+                self._gate.on_rate_limited()
+                raise
+            self._gate.on_success()
+            loop = asyncio.get_running_loop()
+            return await loop.run_in_executor(self._executor, parse_window, body)
+
+        def on_retry(error: RetryableError, delay: float) -> None:
+            self.stats.retries += 1
+            if isinstance(error, RateLimitedError):
+                self.stats.rate_limited += 1
+            log.debug(
+                "window_retry",
+                device=job.device.uuid,
+                start=job.start.isoformat(),
+                error=str(error),
+                delay_s=round(delay, 2),
+            )
+
+        try:
+            batch.rows[job] = await with_retries(
+                attempt,
+                self._policy,
+                what=f"window {job.device.uuid} {job.start:%Y-%m-%d %H:%M}",
+                on_retry=on_retry,
+                rand=self._rand,
+                sleep=self._sleep_unless_stopped,
+            )
+        except Interrupted:
+            self.stats.windows_abandoned += 1
+        except AuthError as exc:
+            self._abort(exc)
+        except RemoteError as exc:
+            failure = FailedWindow(
+                device_uuid=job.device.uuid,
+                device_type=job.device.type,
+                start=job.start,
+                end=job.end,
+                reason=str(exc),
+                attempts=attempts,
+            )
+            batch.failed.append(failure)
+            self.stats.failures.append(failure)
+            self.stats.windows_failed += 1
+            log.warning(
+                "window_failed",
+                device=job.device.uuid,
+                start=job.start.isoformat(),
+                attempts=attempts,
+                reason=str(exc),
+            )
+
+    async def _sleep_unless_stopped(self, delay: float) -> None:
+        # A back-off may be long; a stop must not wait for it.
+        try:
+            await asyncio.wait_for(self._stop.wait(), timeout=delay)
+        except TimeoutError:
+            return
+
+    def _abort(self, exc: HarvesterError) -> None:
+        if self._fatal is None:
+            self._fatal = exc
+        self._stop.set()
+
+    async def _write_day(self, batch: _DayBatch) -> None:
+        first = batch.jobs[0]
+        try:
+            finished: list[FinishedWindow] = []
+            if batch.rows:
+                windows = [
+                    WindowRows(job.start, job.end, table) for job, table in batch.rows.items()
+                ]
+                loop = asyncio.get_running_loop()
+                result = await loop.run_in_executor(
+                    self._executor, self._sink.write_day, first.device, first.day, windows
+                )
+                finished = [
+                    FinishedWindow(
+                        device_uuid=job.device.uuid,
+                        device_type=job.device.type,
+                        start=job.start,
+                        end=job.end,
+                        records=result.rows_per_window[(job.start, job.end)],
+                        day_count=job.day_count,
+                        sealed=job.sealed,
+                    )
+                    for job in batch.rows
+                ]
+                self.stats.days_written += 1
+                self.stats.bytes_written += result.bytes_written
+                self.stats.records += sum(f.records for f in finished)
+                self.stats.windows_done += len(finished)
+                log.info(
+                    "day_written",
+                    device=first.device.uuid,
+                    day=first.day.isoformat(),
+                    windows=len(finished),
+                    records=sum(f.records for f in finished),
+                    rows_in_file=result.rows_in_file,
+                )
+            self._journal.record(finished=finished, failed=batch.failed)
+            # A flush fsyncs (and now and then compacts): off the event loop.
+            now = asyncio.get_running_loop().time()
+            await asyncio.to_thread(self._journal.maybe_flush, now)
+        except HarvesterError as exc:
+            self._abort(exc)
+        finally:
+            self._day_slots.release()
+
+
+def describe_stats(stats: PoolStats) -> dict[str, Any]:
+    """The counters as a flat dict for the summary and the run manifest."""
+    return {
+        "windows_total": stats.windows_total,
+        "windows_done": stats.windows_done,
+        "windows_failed": stats.windows_failed,
+        "windows_abandoned": stats.windows_abandoned,
+        "days_written": stats.days_written,
+        "records": stats.records,
+        "bytes_written": stats.bytes_written,
+        "attempts": stats.attempts,
+        "retries": stats.retries,
+        "rate_limited": stats.rate_limited,
+    }

@@ -1,0 +1,282 @@
+"""One harvest, start to finish: lock → checkpoint → sign in → plan → pool → manifest.
+
+Also the network half of ``harvester plan``: discovering devices and their available days,
+which both ``plan`` and ``run`` need.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import os
+import socket
+import time
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Executor, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+import structlog
+
+from harvester import __version__
+from harvester.checkpoint import CheckpointJournal
+from harvester.client import ClientSettings, SensitClient
+from harvester.config import HarvestConfig, require_credentials
+from harvester.errors import ConfigError, StorageError
+from harvester.models import DayAvailability, Device, WindowJob
+from harvester.planner import Plan, plan_windows
+from harvester.pool import PoolStats, RequestGate, WindowPool, describe_stats
+from harvester.retry import RetryPolicy
+from harvester.retrying import with_retries
+from harvester.sink import ParquetSink, SchemaRegistry
+from harvester.storage import LocalStorage, Storage
+from harvester.windows import local_days_to_utc
+
+log = structlog.get_logger(__name__)
+
+HARVEST_DIR = "_harvest"
+LOCK_KEY = f"{HARVEST_DIR}/lock"
+
+Availability = dict[Device, list[DayAvailability]]
+
+
+def open_storage(config: HarvestConfig) -> Storage:
+    """The archive's storage, after checking that OUT is ours (or empty) and usable."""
+    out = config.out
+    if out.exists() and not out.is_dir():
+        raise StorageError(f"--out {out} is a file, not a folder: choose a folder")
+    if out.is_dir():
+        foreign = sorted(
+            entry.name
+            for entry in out.iterdir()
+            if entry.name != HARVEST_DIR and not entry.name.startswith(("device_type=", "."))
+        )
+        if foreign:
+            shown = ", ".join(foreign[:3]) + (" …" if len(foreign) > 3 else "")
+            raise StorageError(
+                f"--out {out} already holds files that are not a harvester archive ({shown}): "
+                "choose an empty or new folder"
+            )
+    return LocalStorage(out)
+
+
+def client_settings(config: HarvestConfig) -> ClientSettings:
+    email, password = require_credentials(config)
+    return ClientSettings(
+        base_url=config.base_url,
+        email=email,
+        password=password,
+        concurrency=config.concurrency,
+        connect_timeout_s=config.connect_timeout_s,
+        read_timeout_s=config.read_timeout_s,
+        signin_path=config.signin_path,
+        devices_path=config.devices_path,
+        dates_path=config.dates_path,
+        records_path=config.records_path,
+        ca_bundle=str(config.ca_bundle) if config.ca_bundle else None,
+    )
+
+
+def retry_policy(config: HarvestConfig) -> RetryPolicy:
+    return RetryPolicy(max_attempts=config.max_attempts)
+
+
+def select_devices(listed: Sequence[Device], config: HarvestConfig) -> list[Device]:
+    """Devices of the configured type and uuids; unknown uuids are a configuration error."""
+    if not listed:
+        kind = "" if config.device_type == "ALL" else f"{config.device_type} "
+        raise ConfigError(
+            f"the account lists no {kind}devices: check --device-type and the account"
+        )
+    if not config.devices:
+        return sorted(listed, key=lambda d: (d.type, d.uuid))
+    by_uuid = {d.uuid: d for d in listed}
+    unknown = [u for u in config.devices if u not in by_uuid]
+    if unknown:
+        known = ", ".join(sorted(by_uuid)[:10])
+        raise ConfigError(
+            f"unknown device uuid(s) {', '.join(unknown)} for --device-type "
+            f"{config.device_type}: the account has {known}"
+        )
+    return [by_uuid[u] for u in config.devices]
+
+
+async def discover(
+    client: SensitClient,
+    config: HarvestConfig,
+    gate: RequestGate,
+    timezone: str = "UTC",
+) -> Availability:
+    """Sign in, list the selected devices and read their available days (bounded, paced).
+
+    ``--max-attempts`` is a per-window budget; these few calls always get at least the
+    default one, since without them there is no plan at all.
+    """
+    policy = RetryPolicy(max_attempts=max(RetryPolicy().max_attempts, config.max_attempts))
+
+    async def paced(call: Callable[[], Any], what: str) -> Any:
+        async def attempt() -> Any:
+            await gate.wait_turn()
+            return await call()
+
+        return await with_retries(attempt, policy, what=what)
+
+    await paced(client.sign_in, "sign-in")
+    listed = await paced(lambda: client.list_devices(config.device_type), "device list")
+    devices = select_devices(listed, config)
+    slots = asyncio.Semaphore(config.concurrency)
+
+    async def dates_of(device: Device) -> list[DayAvailability]:
+        async with slots:
+            days: list[DayAvailability] = await paced(
+                lambda: client.available_dates(device, timezone), f"dates of {device.uuid}"
+            )
+        if not days:
+            log.warning("device_has_no_data", device=device.uuid, type=device.type)
+        return days
+
+    found = await asyncio.gather(*(dates_of(d) for d in devices))
+    return dict(zip(devices, found, strict=True))
+
+
+def make_plan(
+    config: HarvestConfig, availability: Availability, journal: CheckpointJournal
+) -> Plan:
+    lo, hi = local_days_to_utc(config.since, config.until, config.zone)
+    return plan_windows(availability, lo, hi, journal.finished_for)
+
+
+@dataclass
+class RunSummary:
+    """What a run did; printed at the end and saved as the run manifest."""
+
+    run_id: str
+    started_at: str
+    wall_s: float = 0.0
+    devices: int = 0
+    days: int = 0
+    windows_planned: int = 0
+    windows_reused: int = 0
+    pool: PoolStats = field(default_factory=PoolStats)
+    client: Mapping[str, Any] = field(default_factory=dict)
+    interrupted: bool = False
+
+    def as_dict(self) -> dict[str, Any]:
+        stats = describe_stats(self.pool)
+        return {
+            "run_id": self.run_id,
+            "version": __version__,
+            "started_at": self.started_at,
+            "wall_s": round(self.wall_s, 3),
+            "devices": self.devices,
+            "days": self.days,
+            "windows_planned": self.windows_planned,
+            "windows_reused": self.windows_reused,
+            **stats,
+            "records_per_s": round(stats["records"] / self.wall_s, 1) if self.wall_s else 0.0,
+            "client": dict(self.client),
+            "interrupted": self.interrupted,
+            "failed_windows": [
+                {
+                    "device": f.device_uuid,
+                    "start": f.start.isoformat(),
+                    "end": f.end.isoformat(),
+                    "attempts": f.attempts,
+                    "reason": f.reason,
+                }
+                for f in self.pool.failures
+            ],
+        }
+
+
+def new_run_id() -> str:
+    return f"{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:6]}"
+
+
+def _write_json(storage: Storage, key: str, value: Any) -> None:
+    body = orjson.dumps(value, option=orjson.OPT_INDENT_2)
+    storage.write_file(key, lambda handle: handle.write(body))
+
+
+async def run_harvest(
+    config: HarvestConfig,
+    stop: asyncio.Event,
+    on_pool: Callable[[WindowPool, RequestGate, SensitClient], None] | None = None,
+) -> RunSummary:
+    """The back-fill. ``on_pool`` lets the CLI attach a progress display to a live run."""
+    settings = client_settings(config)
+    storage = open_storage(config)
+    run_id = new_run_id()
+    summary = RunSummary(run_id=run_id, started_at=dt.datetime.now(dt.UTC).isoformat())
+    started = time.monotonic()
+    owner = f"run {run_id} (pid {os.getpid()} on {socket.gethostname()})"
+    lock = storage.acquire_lock(LOCK_KEY, owner)
+    try:
+        journal = CheckpointJournal.open(storage, run_id)
+        gate = RequestGate(config.rps)
+        async with SensitClient(settings) as client:
+            availability = await discover(client, config, gate)
+            _write_json(
+                storage,
+                f"{HARVEST_DIR}/devices.json",
+                [{"uuid": d.uuid, "type": d.type, "name": d.name} for d in availability],
+            )
+            plan = make_plan(config, availability, journal)
+            summary.devices, summary.days = plan.devices, plan.days
+            summary.windows_planned, summary.windows_reused = (
+                plan.windows_total,
+                plan.windows_reused,
+            )
+            log.info(
+                "plan_ready",
+                devices=plan.devices,
+                days=plan.days,
+                windows=len(plan.jobs),
+                reused=plan.windows_reused,
+            )
+            schemas = SchemaRegistry(storage)
+            sink = ParquetSink(storage, schemas)
+            with ThreadPoolExecutor(max_workers=2, thread_name_prefix="harvest-cpu") as executor:
+                pool = WindowPool(
+                    fetch=lambda job: _fetch(client, job),
+                    sink=sink,
+                    journal=journal,
+                    gate=gate,
+                    policy=retry_policy(config),
+                    concurrency=config.concurrency,
+                    days_in_flight=config.effective_days_in_flight,
+                    executor=executor,
+                    stop=stop,
+                )
+                if on_pool is not None:
+                    on_pool(pool, gate, client)
+                try:
+                    summary.pool = await pool.run(plan.jobs)
+                finally:
+                    summary.client = client.stats.as_dict()
+                if not stop.is_set():
+                    await _align_widened(sink, schemas, executor)
+        summary.interrupted = stop.is_set()
+        journal.close()
+    finally:
+        summary.wall_s = time.monotonic() - started
+        try:
+            _write_json(storage, f"{HARVEST_DIR}/runs/{run_id}.json", summary.as_dict())
+        finally:
+            lock.release()
+    return summary
+
+
+async def _align_widened(sink: ParquetSink, schemas: SchemaRegistry, executor: Executor) -> None:
+    """Keep each device type's files on one schema, so default readers see every field."""
+    loop = asyncio.get_running_loop()
+    for device_type in sorted(schemas.widened):
+        rewritten = await loop.run_in_executor(executor, sink.align_files, device_type)
+        if rewritten:
+            log.info("files_aligned", device_type=device_type, files=rewritten)
+
+
+async def _fetch(client: SensitClient, job: WindowJob) -> bytes:
+    return await client.fetch_window(job.device, job.start, job.end)

@@ -1,0 +1,111 @@
+"""``harvester verify``: stored rows per device and day against the server's own counts.
+
+Days are reckoned in ``--timezone`` (UTC by default), as the server's available-dates call
+reckons them. In UTC a day's stored count is read from its file's footer; in another zone the
+``date`` column of the files is read and bucketed by local day.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from zoneinfo import ZoneInfo
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from harvester.models import DayAvailability, Device
+from harvester.storage import Storage, is_temporary
+
+
+@dataclass(frozen=True, slots=True)
+class DayMismatch:
+    device_uuid: str
+    device_type: str
+    day: dt.date
+    server_count: int
+    stored_count: int
+
+
+@dataclass
+class VerifyReport:
+    days_checked: int = 0
+    server_records: int = 0
+    stored_records: int = 0
+    mismatches: list[DayMismatch] = field(default_factory=list)
+
+
+def device_prefix(device: Device) -> str:
+    return f"device_type={device.type}/device_id={device.uuid}/"
+
+
+def day_files(storage: Storage, device: Device) -> dict[dt.date, str]:
+    """The device's day files by UTC day (temporary leftovers ignored)."""
+    files: dict[dt.date, str] = {}
+    for key in storage.list_files(device_prefix(device)):
+        if not key.endswith(".parquet") or is_temporary(key):
+            continue
+        part = next((p for p in key.split("/") if p.startswith("day=")), None)
+        if part is not None:
+            files[dt.date.fromisoformat(part[4:])] = key
+    return files
+
+
+def stored_counts(storage: Storage, device: Device, zone: ZoneInfo) -> Counter[dt.date]:
+    """Rows stored for ``device`` per day of ``zone``."""
+    counts: Counter[dt.date] = Counter()
+    utc = zone.key == "UTC"
+    for day, key in day_files(storage, device).items():
+        with storage.open_input(key) as handle:
+            parquet = pq.ParquetFile(handle)
+            if utc:
+                counts[day] += parquet.metadata.num_rows
+                continue
+            dates = parquet.read(columns=["date"]).column("date")
+        local = pc.strftime(dates.cast(pa.timestamp("ms", tz=zone.key)), format="%Y-%m-%d")
+        for value in pc.value_counts(local).to_pylist():
+            counts[dt.date.fromisoformat(value["values"])] += value["counts"]
+    return counts
+
+
+def _in_range(day: dt.date, since: dt.date | None, until: dt.date | None) -> bool:
+    return (since is None or day >= since) and (until is None or day <= until)
+
+
+def compare(
+    storage: Storage,
+    availability: Mapping[Device, Sequence[DayAvailability]],
+    zone: ZoneInfo,
+    since: dt.date | None = None,
+    until: dt.date | None = None,
+) -> VerifyReport:
+    """Every device-day in range where the stored count differs from the server's."""
+    report = VerifyReport()
+    for device, days in availability.items():
+        server = {a.day: a.count for a in days if _in_range(a.day, since, until)}
+        stored = {
+            day: n
+            for day, n in stored_counts(storage, device, zone).items()
+            if _in_range(day, since, until)
+        }
+        for day in sorted(set(server) | set(stored)):
+            report.days_checked += 1
+            expected, found = server.get(day, 0), stored.get(day, 0)
+            report.server_records += expected
+            report.stored_records += found
+            if expected != found:
+                report.mismatches.append(
+                    DayMismatch(device.uuid, device.type, day, expected, found)
+                )
+    return report
+
+
+def format_mismatches(mismatches: Iterable[DayMismatch]) -> list[str]:
+    return [
+        f"MISMATCH {m.device_type} {m.device_uuid} {m.day}: server {m.server_count}, "
+        f"stored {m.stored_count} ({m.stored_count - m.server_count:+d})"
+        for m in mismatches
+    ]
