@@ -281,7 +281,7 @@ class WindowPool:
                 self.stats.bytes_written += result.bytes_written
                 self.stats.records += sum(f.records for f in finished)
                 self.stats.windows_done += len(finished)
-                log.info(
+                log.debug(
                     "day_written",
                     device=first.device.uuid,
                     day=first.day.isoformat(),

@@ -273,9 +273,7 @@ async def _align_widened(sink: ParquetSink, schemas: SchemaRegistry, executor: E
     """Keep each device type's files on one schema, so default readers see every field."""
     loop = asyncio.get_running_loop()
     for device_type in sorted(schemas.widened):
-        rewritten = await loop.run_in_executor(executor, sink.align_files, device_type)
-        if rewritten:
-            log.info("files_aligned", device_type=device_type, files=rewritten)
+        await loop.run_in_executor(executor, sink.align_files, device_type)
 
 
 async def _fetch(client: SensitClient, job: WindowJob) -> bytes:

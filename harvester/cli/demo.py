@@ -12,6 +12,7 @@ import pyarrow.dataset as ds
 
 from harvester.cli.common import add_logging_options, setup_logging
 from harvester.cli.harvest import run_command
+from harvester.cli.inspect import verify_command
 from harvester.config import HarvestConfig, Secret
 from harvester.simulator.options import SimulatorOptions
 from harvester.simulator.server import running_simulator
@@ -46,6 +47,8 @@ async def _demo_async(out: Path) -> int:
             read_timeout_s=2.0,
         )
         code = await run_command(config)
+        if code == 0:
+            code = await verify_command(config)
     print()
     print(sample_query(out))
     return code

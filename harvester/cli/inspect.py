@@ -42,10 +42,11 @@ def _existing_archive(config: HarvestConfig) -> Storage:
 def _verify(args: argparse.Namespace) -> int:
     setup_logging(args)
     config = load_config(args)
-    return asyncio.run(_verify_async(config))
+    return asyncio.run(verify_command(config))
 
 
-async def _verify_async(config: HarvestConfig) -> int:
+async def verify_command(config: HarvestConfig) -> int:
+    """Print every mismatching device-day and a verdict; exit code 1 on any mismatch."""
     settings = client_settings(config)
     storage = _existing_archive(config)
     async with SensitClient(settings) as client:
