@@ -12,6 +12,7 @@ import datetime as dt
 import sys
 from typing import Any
 
+from harvester.cli.common import add_logging_options, setup_logging
 from harvester.simulator.options import FAULT_KINDS, SimulatorOptions
 from harvester.simulator.parsing import parse_instant
 from harvester.simulator.server import serve_until_signalled
@@ -87,6 +88,7 @@ def register(commands: Any) -> None:
         default=None,
         help="simulated present (ISO-8601; default 14:00 UTC on the last day)",
     )
+    add_logging_options(parser)
     parser.set_defaults(handler=_run, parser=parser)
 
 
@@ -96,6 +98,7 @@ def _announce(url: str) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
+    setup_logging(args)
     options = SimulatorOptions(
         host=args.host,
         port=args.port,
