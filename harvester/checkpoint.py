@@ -206,6 +206,35 @@ class CheckpointJournal:
         )
         return journal
 
+    @classmethod
+    def open_all(cls, storage: Storage, prefixes: Sequence[str]) -> CheckpointJournal:
+        """A read-only view of several journals at once (every shard's, for ``status``).
+
+        Nothing is compacted or written. A window found in more than one journal (a dataset
+        harvested again with another ``--shard`` N) counts once, the last prefix winning.
+        """
+        loads = [_load(storage, prefix) for prefix in prefixes]
+        tables = [
+            table
+            for loaded in loads
+            for table in (
+                loaded.finished.rows(),
+                fmt.table_from_entries(list(loaded.failed.values())),
+            )
+        ]
+        finished, failed = resolve(tables)
+        merged = _Loaded(
+            finished=finished,
+            failed=failed,
+            generation=0,
+            warnings=[warning for loaded in loads for warning in loaded.warnings],
+            absorbed=[],
+            leftovers=[],
+            set_aside=[],
+            needs_snapshot=False,
+        )
+        return cls(storage, "read-only", CHECKPOINT_PREFIX, merged, 1.0, 256)
+
     def _repair(self, loaded: _Loaded) -> None:
         stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S%fZ")
         for key, blob in loaded.set_aside:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import difflib
+import re
 import tomllib
 import urllib.parse
 from collections.abc import Callable, Mapping
@@ -20,6 +21,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from harvester.errors import ConfigError
 from harvester.models import DEVICE_TYPES
+from harvester.shards import Shard, parse_shard
 
 DEFAULT_BASE_URL = "https://api.sensitconnect.net"
 ENV_PREFIX = "SENSIT_"
@@ -55,7 +57,10 @@ class HarvestConfig:
     base_url: str = DEFAULT_BASE_URL
     email: str | None = None
     password: Secret | None = None
-    out: Path = Path("sensit-data")
+    # A folder, or a URI that pyarrow.fs resolves (s3://bucket/prefix); see storage_for.
+    out: str = "sensit-data"
+    s3_endpoint: str | None = None
+    shard: Shard | None = None
     device_type: str = "ALL"
     devices: tuple[str, ...] = ()
     since: dt.date | None = None
@@ -92,7 +97,7 @@ class HarvestConfig:
             value = getattr(self, f.name)
             if isinstance(value, Secret):
                 value = "***"
-            elif isinstance(value, Path | dt.date):
+            elif isinstance(value, Path | dt.date | Shard):
                 value = str(value)
             elif isinstance(value, tuple):
                 value = list(value)
@@ -204,6 +209,23 @@ def _path(value: Any) -> Path:
     return Path(text).expanduser()
 
 
+def _location(value: Any) -> str:
+    """A folder (``~`` expanded) or a URI such as ``s3://bucket/prefix``, kept as given."""
+    text = _as_str(value)
+    if not text:
+        raise ValueError("expected a folder or a URI such as s3://bucket/prefix")
+    scheme, sep, rest = text.partition("://")
+    if not sep:
+        return str(Path(text).expanduser())
+    if not re.fullmatch(r"[A-Za-z][A-Za-z0-9+.-]*", scheme) or not rest.strip("/"):
+        raise ValueError(f"expected a folder or a URI such as s3://bucket/prefix, got {text!r}")
+    return f"{scheme.lower()}://{rest.rstrip('/')}" if scheme.lower() != "file" else text
+
+
+def _shard(value: Any) -> Shard:
+    return value if isinstance(value, Shard) else parse_shard(_as_str(value))
+
+
 def _password(value: Any) -> Secret:
     if isinstance(value, Secret):
         return value
@@ -223,7 +245,9 @@ _PARSERS: dict[str, Callable[[Any], Any]] = {
     "base_url": _base_url,
     "email": _as_str,
     "password": _password,
-    "out": _path,
+    "out": _location,
+    "s3_endpoint": _base_url,
+    "shard": _shard,
     "device_type": _device_type,
     "devices": _devices,
     "since": _date,
@@ -301,6 +325,9 @@ def resolve_config(
     since, until = values.get("since"), values.get("until")
     if since and until and since > until:
         problems.append(f"--since {since} is after --until {until}: swap them")
+    endpoint, out = raw.get("s3_endpoint"), values.get("out", "")
+    if endpoint and "s3_endpoint" in values and not out.startswith("s3://"):
+        problems.append(f"{endpoint[1]}: applies only to --out s3://bucket/prefix")
     if problems:
         raise ConfigError("\n".join(problems))
     return HarvestConfig(**values)

@@ -26,10 +26,12 @@ from harvester.client import ClientSettings, SensitClient
 from harvester.config import HarvestConfig, require_credentials
 from harvester.errors import ConfigError, StorageError
 from harvester.models import DayAvailability, Device, WindowJob
+from harvester.objectstore import ObjectStorage, local_path, open_location
 from harvester.planner import Plan, plan_windows
 from harvester.pool import PoolStats, RequestGate, WindowPool, describe_stats
 from harvester.retry import RetryPolicy
 from harvester.retrying import with_retries
+from harvester.shards import checkpoint_prefix, devices_of, lock_key
 from harvester.sink import ParquetSink, SchemaRegistry
 from harvester.storage import LocalStorage, Storage
 from harvester.windows import local_days_to_utc
@@ -37,29 +39,51 @@ from harvester.windows import local_days_to_utc
 log = structlog.get_logger(__name__)
 
 HARVEST_DIR = "_harvest"
-LOCK_KEY = f"{HARVEST_DIR}/lock"
 
 Availability = dict[Device, list[DayAvailability]]
 
 
 def open_storage(config: HarvestConfig) -> Storage:
-    """The archive's storage, after checking that OUT is ours (or empty) and usable."""
-    out = config.out
+    """The archive's storage, after checking that OUT is ours (or empty) and usable.
+
+    A folder or ``file://`` URI is a ``LocalStorage``; any other URI (``s3://bucket/prefix``)
+    is object storage through ``pyarrow.fs``.
+    """
+    out = local_path(config.out)
+    if out is None:
+        storage = open_location(config.out, config.s3_endpoint)
+        assert isinstance(storage, ObjectStorage)  # only a local path makes a LocalStorage
+        _refuse_foreign(storage.describe(), storage.top_level_names())
+        return storage
     if out.exists() and not out.is_dir():
         raise StorageError(f"--out {out} is a file, not a folder: choose a folder")
     if out.is_dir():
-        foreign = sorted(
-            entry.name
-            for entry in out.iterdir()
-            if entry.name != HARVEST_DIR and not entry.name.startswith(("device_type=", "."))
-        )
-        if foreign:
-            shown = ", ".join(foreign[:3]) + (" …" if len(foreign) > 3 else "")
-            raise StorageError(
-                f"--out {out} already holds files that are not a harvester archive ({shown}): "
-                "choose an empty or new folder"
-            )
+        _refuse_foreign(str(out), [entry.name for entry in out.iterdir()])
     return LocalStorage(out)
+
+
+def _refuse_foreign(out: str, names: Sequence[str]) -> None:
+    foreign = sorted(
+        name for name in names if name != HARVEST_DIR and not name.startswith(("device_type=", "."))
+    )
+    if foreign:
+        shown = ", ".join(foreign[:3]) + (" …" if len(foreign) > 3 else "")
+        raise StorageError(
+            f"--out {out} already holds files that are not a harvester archive ({shown}): "
+            "choose an empty or new folder"
+        )
+
+
+def open_existing_storage(config: HarvestConfig) -> Storage:
+    """The storage of an archive that must already exist (status, verify, report)."""
+    out = local_path(config.out)
+    missing = StorageError(f"no archive at --out {config.out}: run 'harvester run' first")
+    if out is not None and not out.is_dir():
+        raise missing
+    storage = open_storage(config)
+    if out is None and not storage.list_files(f"{HARVEST_DIR}/"):
+        raise missing
+    return storage
 
 
 def client_settings(config: HarvestConfig) -> ClientSettings:
@@ -125,7 +149,9 @@ async def discover(
 
     await paced(client.sign_in, "sign-in")
     listed = await paced(lambda: client.list_devices(config.device_type), "device list")
-    devices = select_devices(listed, config)
+    devices = devices_of(select_devices(listed, config), config.shard)
+    if config.shard is not None:
+        log.info("shard_devices", shard=str(config.shard), devices=len(devices), of=len(listed))
     slots = asyncio.Semaphore(config.concurrency)
 
     async def dates_of(device: Device) -> list[DayAvailability]:
@@ -212,9 +238,9 @@ async def run_harvest(
     summary = RunSummary(run_id=run_id, started_at=dt.datetime.now(dt.UTC).isoformat())
     started = time.monotonic()
     owner = f"run {run_id} (pid {os.getpid()} on {socket.gethostname()})"
-    lock = storage.acquire_lock(LOCK_KEY, owner)
+    lock = storage.acquire_lock(lock_key(config.shard), owner)
     try:
-        journal = CheckpointJournal.open(storage, run_id)
+        journal = CheckpointJournal.open(storage, run_id, prefix=checkpoint_prefix(config.shard))
         gate = RequestGate(config.rps)
         async with SensitClient(settings) as client:
             availability = await discover(client, config, gate)

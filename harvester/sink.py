@@ -9,7 +9,9 @@ The unified schema of each device type lives in a ``SchemaRegistry`` persisted u
 ``_harvest/schema/<TYPE>.arrow`` (an Arrow IPC schema: ``pyarrow.ipc.read_schema`` reads it).
 Every day file is written on the registry's schema of the moment; ``ParquetSink.align_files``
 rewrites the files written before a widening, so that readers that take the first file's
-schema (pandas, ``pyarrow.dataset``) see every field.
+schema (pandas, ``pyarrow.dataset``) see every field. Across types the fields differ, so the
+union of all types is kept too: ``_harvest/schema/ALL.arrow`` (for readers given an explicit
+schema, see ``harvester.readers``) and ``ALL.json`` (each field, its type, and its types).
 
 ``write_day`` and ``align_files`` are synchronous and CPU-heavy: call them in a worker thread.
 Different device-days may be written concurrently; one device-day must not be written by two
@@ -27,6 +29,7 @@ from typing import BinaryIO, Final
 
 import numpy as np
 import numpy.typing as npt
+import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
@@ -44,6 +47,8 @@ PARTITION_KEYS: Final = ("device_type", "device_id", "day")
 RENAMED_SUFFIX: Final = "_src"
 SCHEMA_PREFIX: Final = "_harvest/schema/"
 SCHEMA_SUFFIX: Final = ".arrow"
+#: Name of the cross-type schema beside the per-type ones (``--device-type ALL``).
+ALL_TYPES: Final = "ALL"
 _EMPTY: Final = pa.schema([])
 _ONE_DAY: Final = dt.timedelta(days=1)
 
@@ -88,7 +93,8 @@ class SchemaRegistry:
         for key in storage.list_files(SCHEMA_PREFIX):
             if key.endswith(SCHEMA_SUFFIX) and not is_temporary(key):
                 device_type = key.removeprefix(SCHEMA_PREFIX).removesuffix(SCHEMA_SUFFIX)
-                self._schemas[device_type] = self._load(key)
+                if device_type != ALL_TYPES:
+                    self._schemas[device_type] = self._load(key)
 
     def _load(self, key: str) -> pa.Schema:
         try:
@@ -121,9 +127,27 @@ class SchemaRegistry:
             self._storage.write_file(key, _writer(payload))
             self._schemas[device_type] = unified
             self._widened.add(device_type)
+            self._persist_all_types()
             added = [name for name in unified.names if name not in current.names]
             log.info("schema_widened", device_type=device_type, new_fields=added)
             return unified
+
+    def _persist_all_types(self) -> None:
+        """Writes ``ALL.arrow`` (union of every type, types in name order) and ``ALL.json``."""
+        by_type = sorted(self._schemas.items())
+        unified = reduce(unify, (schema for _, schema in by_type), _EMPTY)
+        listing = [
+            {
+                "name": field.name,
+                "type": str(field.type),
+                "device_types": [name for name, schema in by_type if field.name in schema.names],
+            }
+            for field in unified
+        ]
+        base = f"{SCHEMA_PREFIX}{ALL_TYPES}"
+        self._storage.write_file(f"{base}{SCHEMA_SUFFIX}", _writer(unified.serialize()))
+        text = orjson.dumps({"fields": listing}, option=orjson.OPT_INDENT_2)
+        self._storage.write_file(f"{base}.json", _writer(pa.py_buffer(text)))
 
 
 class ParquetSink:

@@ -96,7 +96,7 @@ def test_file_values_are_typed(tmp_path: Path) -> None:
     assert config.since == dt.date(2024, 1, 2)
     assert config.devices == ("1", "2")
     assert config.rps == 2.5
-    assert config.out == Path("~/x").expanduser()
+    assert config.out == str(Path("~/x").expanduser())
 
 
 def test_unreadable_config_file_is_a_config_error(tmp_path: Path) -> None:

@@ -16,6 +16,8 @@ _CONFIG_FLAGS = (
     "email",
     "password",
     "out",
+    "s3_endpoint",
+    "shard",
     "device_type",
     "devices",
     "since",
@@ -40,7 +42,12 @@ def add_logging_options(parser: argparse.ArgumentParser) -> None:
 def add_common_options(parser: argparse.ArgumentParser, *, network: bool = True) -> None:
     """The options of interface.md; ``network`` adds the server and selection ones."""
     parser.add_argument("--config", type=Path, help="TOML config file")
-    parser.add_argument("--out", help="archive folder (default ./sensit-data)")
+    parser.add_argument(
+        "--out", help="archive folder or URI such as s3://bucket/prefix (default ./sensit-data)"
+    )
+    parser.add_argument(
+        "--s3-endpoint", help="S3-compatible store (MinIO, Ceph) URL, e.g. http://minio:9000"
+    )
     parser.add_argument("--timezone", help="IANA zone for --since/--until and reports (UTC)")
     if network:
         parser.add_argument("--base-url", help="API root (default https://api.sensitconnect.net)")
@@ -60,6 +67,13 @@ def add_run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--concurrency", help="requests in flight at once (16)")
     parser.add_argument("--rps", help="request rate ceiling per second (20)")
     parser.add_argument("--max-attempts", help="attempts per window before it is failed (8)")
+    add_shard_option(parser)
+
+
+def add_shard_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--shard", help="K/N: harvest only the devices of shard K of N (0 <= K < N; SENSIT_SHARD)"
+    )
 
 
 def setup_logging(args: argparse.Namespace) -> None:

@@ -41,7 +41,7 @@ async def _demo_async(out: Path) -> int:
             base_url=base_url,
             email=DEMO_SIMULATOR.email,
             password=Secret(DEMO_SIMULATOR.password),
-            out=out,
+            out=str(out),
             concurrency=24,
             rps=300,
             read_timeout_s=2.0,

@@ -11,13 +11,17 @@ import orjson
 
 from harvester.checkpoint import CheckpointJournal
 from harvester.checkpoint_state import DayProgress
-from harvester.cli.common import add_common_options, load_config, setup_logging
+from harvester.cli.common import (
+    add_common_options,
+    add_shard_option,
+    load_config,
+    setup_logging,
+)
 from harvester.client import SensitClient
 from harvester.config import HarvestConfig
-from harvester.errors import StorageError
 from harvester.pool import RequestGate
-from harvester.runner import HARVEST_DIR, client_settings, discover, open_storage
-from harvester.storage import Storage
+from harvester.runner import HARVEST_DIR, client_settings, discover, open_existing_storage
+from harvester.shards import CHECKPOINT_PREFIX, journal_prefixes
 from harvester.verify import compare, format_mismatches
 
 
@@ -26,17 +30,12 @@ def register(commands: Any) -> None:
     add_common_options(verify)
     verify.add_argument("--rps", help="request rate ceiling per second (20)")
     verify.add_argument("--concurrency", help="requests in flight at once (16)")
+    add_shard_option(verify)
     verify.set_defaults(handler=_verify)
     status = commands.add_parser("status", help="progress from the checkpoint (no network)")
     add_common_options(status, network=False)
     status.add_argument("--json", action="store_true", help="print the status as JSON")
     status.set_defaults(handler=_status)
-
-
-def _existing_archive(config: HarvestConfig) -> Storage:
-    if not config.out.is_dir():
-        raise StorageError(f"no archive at --out {config.out}: run 'harvester run' first")
-    return open_storage(config)
 
 
 def _verify(args: argparse.Namespace) -> int:
@@ -48,7 +47,7 @@ def _verify(args: argparse.Namespace) -> int:
 async def verify_command(config: HarvestConfig) -> int:
     """Print every mismatching device-day and a verdict; exit code 1 on any mismatch."""
     settings = client_settings(config)
-    storage = _existing_archive(config)
+    storage = open_existing_storage(config)
     async with SensitClient(settings) as client:
         availability = await discover(
             client, config, RequestGate(config.rps), timezone=config.timezone
@@ -83,15 +82,17 @@ def summarize(days: Sequence[DayProgress]) -> dict[str, int]:
 def _status(args: argparse.Namespace) -> int:
     setup_logging(args)
     config = load_config(args)
-    storage = _existing_archive(config)
-    journal = CheckpointJournal.open(storage, "status", compact=False)
+    storage = open_existing_storage(config)
+    # Every journal: the unsharded one and each shard's, so status sees the whole dataset.
+    prefixes = journal_prefixes(storage.list_files(CHECKPOINT_PREFIX))
+    journal = CheckpointJournal.open_all(storage, prefixes)
     status = summarize(journal.days())
     runs = sorted(k for k in storage.list_files(f"{HARVEST_DIR}/runs/") if k.endswith(".json"))
     last_run = orjson.loads(storage.read_bytes(runs[-1])) if runs else None
     if args.json:
         print(orjson.dumps({**status, "last_run": last_run}, option=orjson.OPT_INDENT_2).decode())
         return 0
-    print(f"archive          {config.out}")
+    print(f"archive          {storage.describe()}")
     print(f"devices          {status['devices']}")
     print(f"device-days      {status['days']} ({status['days_complete']} complete)")
     print(f"windows done     {status['windows_finished']}")

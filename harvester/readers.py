@@ -1,0 +1,105 @@
+"""Reading the archive back with every field and string partition keys.
+
+Two traps this module steps around (see README "Querying the archive"):
+
+- Readers that discover files take the schema of the first file they meet. Within one device
+  type that is safe (the sink keeps a type's files on one schema), across types it is not: the
+  fields differ entirely. The union of all types is recorded at ``_harvest/schema/ALL.arrow``
+  and passed to the reader explicitly here.
+- Hive partition values are inferred: ``device_id=0041`` becomes the integer 41. The
+  partitioning schema below reads ``device_type`` and ``device_id`` as strings and ``day`` as a
+  date.
+
+``out`` may be a local folder or any URI that ``pyarrow.fs`` resolves (``s3://bucket/prefix``).
+"""
+
+from __future__ import annotations
+
+from functools import reduce
+from pathlib import Path
+from typing import Final
+
+import pyarrow as pa
+import pyarrow.dataset as ds
+import pyarrow.fs as pafs
+
+from harvester.errors import StorageError
+from harvester.schema import unify
+from harvester.sink import ALL_TYPES, SCHEMA_PREFIX, SCHEMA_SUFFIX
+
+#: The archive's partition keys as they should be read.
+PARTITION_SCHEMA: Final = pa.schema(
+    [("device_type", pa.string()), ("device_id", pa.string()), ("day", pa.date32())]
+)
+
+
+def _resolve(out: str | Path) -> tuple[pafs.FileSystem, str]:
+    text = str(out)
+    if "://" in text:
+        try:
+            filesystem, root = pafs.FileSystem.from_uri(text)
+        except (pa.ArrowException, ValueError) as exc:
+            raise StorageError(f"cannot open the archive {text}: {exc}") from exc
+        return filesystem, root.rstrip("/")
+    return pafs.LocalFileSystem(), Path(text).absolute().as_posix()
+
+
+def _read_schema(filesystem: pafs.FileSystem, path: str) -> pa.Schema | None:
+    try:
+        with filesystem.open_input_stream(path) as stream:
+            return pa.ipc.read_schema(pa.py_buffer(stream.read()))
+    except FileNotFoundError:
+        return None
+    except (pa.ArrowException, OSError) as exc:
+        raise StorageError(f"cannot read the recorded schema {path}: {exc}") from exc
+
+
+def record_schema(out: str | Path, device_type: str | None = None) -> pa.Schema:
+    """The recorded schema of the records (no partition keys): one type's, or every type's.
+
+    Archives written before ``ALL.arrow`` existed get the union of the per-type schemas.
+    """
+    filesystem, root = _resolve(out)
+    name = device_type or ALL_TYPES
+    recorded = _read_schema(filesystem, f"{root}/{SCHEMA_PREFIX}{name}{SCHEMA_SUFFIX}")
+    if recorded is not None:
+        return recorded
+    if device_type is not None:
+        raise StorageError(f"no recorded schema for device type {device_type} in {out}")
+    selector = pafs.FileSelector(f"{root}/{SCHEMA_PREFIX}", allow_not_found=True)
+    per_type = [
+        _read_schema(filesystem, info.path)
+        for info in sorted(filesystem.get_file_info(selector), key=lambda info: info.path)
+        if info.path.endswith(SCHEMA_SUFFIX) and not info.base_name.startswith(".")
+    ]
+    found = [schema for schema in per_type if schema is not None]
+    if not found:
+        raise StorageError(f"no recorded schema under {out}/{SCHEMA_PREFIX}: is it an archive?")
+    return reduce(unify, found)
+
+
+def partitioning(device_type: str | None = None) -> ds.Partitioning:
+    """Hive partitioning with string ids; for one type's folder, without ``device_type``."""
+    fields = [f for f in PARTITION_SCHEMA if device_type is None or f.name != "device_type"]
+    return ds.partitioning(pa.schema(fields), flavor="hive")
+
+
+def unified_schema(out: str | Path, device_type: str | None = None) -> pa.Schema:
+    """The recorded record schema followed by the partition keys: what ``dataset`` reads."""
+    schema = record_schema(out, device_type)
+    for field in partitioning(device_type).schema:
+        schema = schema.append(field)
+    return schema
+
+
+def dataset(out: str | Path, device_type: str | None = None) -> ds.Dataset:
+    """The whole archive (or one type's folder) as a ``pyarrow.dataset`` with every field."""
+    filesystem, root = _resolve(out)
+    base = root if device_type is None else f"{root}/device_type={device_type}"
+    return ds.dataset(
+        base,
+        filesystem=filesystem,
+        format="parquet",
+        partitioning=partitioning(device_type),
+        schema=unified_schema(out, device_type),
+    )
