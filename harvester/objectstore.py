@@ -48,6 +48,10 @@ log = structlog.get_logger(__name__)
 DEFAULT_LEASE_S: Final = 60.0
 DEFAULT_SETTLE_S: Final = 1.0
 
+# Lease tokens held by this process: a lease naming this host and pid but none of these was
+# left by an earlier process that had the same pid (pid 1 of a restarted container).
+_HELD_HERE: set[str] = set()
+
 _ACCESS_KEY_ID = re.compile(r"\b(?:AKIA|ASIA)[0-9A-Z]{12,}\b")
 _KEY_VALUE_SECRET = re.compile(r"(?i)(secret|token|key|signature|credential)[^\s,;'\"]*=\S+")
 _HINTS: Final = (
@@ -178,7 +182,6 @@ class ObjectStorage:
         self.lease_s = lease_s
         self.settle_s = settle_s
         self._clock = clock
-        self._held: set[str] = set()
 
     def describe(self) -> str:
         return self._uri
@@ -261,7 +264,7 @@ class ObjectStorage:
     def _is_stale(self, lease: _Lease) -> bool:
         if lease.expires_at <= self._clock():
             return True
-        if lease.host != socket.gethostname() or lease.token in self._held:
+        if lease.host != socket.gethostname() or lease.token in _HELD_HERE:
             return False
         return lease.pid == os.getpid() or not _process_alive(lease.pid)
 
@@ -291,7 +294,7 @@ class ObjectStorage:
                 if back is not None
                 else f"{self._uri}: the lock vanished while taking it; run again"
             )
-        self._held.add(lease.token)
+        _HELD_HERE.add(lease.token)
         return _LeaseLock(self, key, lease)
 
 
@@ -348,7 +351,7 @@ class _LeaseLock:
         self._stop.set()
         self._thread.join()
         storage = self._storage
-        storage._held.discard(self._lease.token)
+        _HELD_HERE.discard(self._lease.token)
         current = storage._read_lease(self._key)
         if current is not None and current.token == self._lease.token:
             storage.delete(self._key)

@@ -49,6 +49,9 @@ SCHEMA_PREFIX: Final = "_harvest/schema/"
 SCHEMA_SUFFIX: Final = ".arrow"
 #: Name of the cross-type schema beside the per-type ones (``--device-type ALL``).
 ALL_TYPES: Final = "ALL"
+# Present from a widening until align_files has run, so that a run killed in between still
+# leaves the next run something to align.
+UNALIGNED_SUFFIX: Final = ".unaligned"
 _EMPTY: Final = pa.schema([])
 _ONE_DAY: Final = dt.timedelta(days=1)
 
@@ -95,6 +98,8 @@ class SchemaRegistry:
                 device_type = key.removeprefix(SCHEMA_PREFIX).removesuffix(SCHEMA_SUFFIX)
                 if device_type != ALL_TYPES:
                     self._schemas[device_type] = self._load(key)
+            elif key.endswith(UNALIGNED_SUFFIX):
+                self._widened.add(key.removeprefix(SCHEMA_PREFIX).removesuffix(UNALIGNED_SUFFIX))
 
     def _load(self, key: str) -> pa.Schema:
         try:
@@ -111,7 +116,8 @@ class SchemaRegistry:
 
     @property
     def widened(self) -> frozenset[str]:
-        """The device types whose schema widened since this registry was loaded."""
+        """Device types whose files may lag their schema: widened since this registry was
+        loaded, or by an earlier run that ended before aligning them."""
         with self._lock:
             return frozenset(self._widened)
 
@@ -124,6 +130,9 @@ class SchemaRegistry:
                 return current
             key = f"{SCHEMA_PREFIX}{device_type}{SCHEMA_SUFFIX}"
             payload = unified.serialize()
+            if device_type not in self._widened:
+                marker = f"{SCHEMA_PREFIX}{device_type}{UNALIGNED_SUFFIX}"
+                self._storage.write_file(marker, _writer(b""))
             self._storage.write_file(key, _writer(payload))
             self._schemas[device_type] = unified
             self._widened.add(device_type)
@@ -237,6 +246,7 @@ class ParquetSink:
             if table is not None:
                 self._write(key, conform(table, target))
                 rewritten += 1
+        self._storage.delete(f"{SCHEMA_PREFIX}{device_type}{UNALIGNED_SUFFIX}")
         log.info("files_aligned", device_type=device_type, files=len(schemas), rewritten=rewritten)
         return rewritten
 

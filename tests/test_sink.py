@@ -236,7 +236,10 @@ def test_schema_registry_persists_and_reloads(sink: ParquetSink, storage: LocalS
     assert storage.exists("_harvest/schema/SPOD.arrow")
     reloaded = SchemaRegistry(storage)
     assert reloaded.schema("SPOD").names == ["_id", "id", "date", "temp", "v", "late"]
-    assert reloaded.widened == frozenset()
+    # Not aligned yet (a run killed before its end): the next registry still owes the alignment.
+    assert reloaded.widened == frozenset({"SPOD"})
+    sink.align_files("SPOD")
+    assert SchemaRegistry(storage).widened == frozenset()
     assert reloaded.schema("RAMP") == pa.schema([])
 
 

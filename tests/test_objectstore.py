@@ -1,0 +1,307 @@
+"""Object storage: the storage seam, its lease lock and whole harvests on moto's S3 server."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import random
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import orjson
+import pyarrow as pa
+import pyarrow.dataset as ds
+import pytest
+import structlog.testing
+
+from harvester.cli import main
+from harvester.errors import LockedError, StorageError
+from harvester.objectstore import ObjectStorage, explain, local_path, open_location, public_uri
+from harvester.storage import LocalStorage
+from tests.support.plain_client import collect_all
+from tests.support.s3server import TEST_ENV, moto_server, new_bucket, s3_filesystem
+from tests.support.simproc import SimulatorProcess
+from tests.test_end_to_end import SimFactory, assert_same_records, record_requests
+
+
+@pytest.fixture(scope="module")
+def endpoint() -> Iterator[str]:
+    with moto_server() as url:
+        yield url
+
+
+@pytest.fixture(autouse=True)
+def aws_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name, value in TEST_ENV.items():
+        monkeypatch.setenv(name, value)
+
+
+@pytest.fixture
+def bucket(endpoint: str) -> str:
+    return new_bucket(endpoint)
+
+
+def storage_at(endpoint: str, bucket: str, **options: float) -> ObjectStorage:
+    storage = open_location(f"s3://{bucket}/arch", endpoint, **options)
+    assert isinstance(storage, ObjectStorage)
+    return storage
+
+
+# ------------------------------------------------------------------ the seam
+
+
+def test_location_parsing() -> None:
+    """Plain paths and file:// URIs are folders; other URIs are object storage, shown bare."""
+    assert local_path("out/x") == Path("out/x")
+    assert local_path("file:///tmp/a%20b") == Path("/tmp/a b")
+    assert local_path("s3://bucket/prefix") is None
+    assert isinstance(open_location("file:///tmp/somewhere"), LocalStorage)
+    shown = public_uri("s3://KEYID:SECRET@bucket/p?secret_key=abc&region=x")
+    assert shown == "s3://bucket/p"
+
+
+def test_round_trip_list_and_delete(endpoint: str, bucket: str) -> None:
+    """Written objects read back whole and by range; listing is recursive under a folder."""
+    storage = storage_at(endpoint, bucket)
+    storage.write_file("a/b/one.bin", lambda h: h.write(b"first"))
+    storage.write_file("a/two.bin", lambda h: h.write(b"second"))
+    storage.write_file("c/three.bin", lambda h: h.write(b"x" * 10))
+    assert storage.read_bytes("a/b/one.bin") == b"first"
+    with storage.open_input("c/three.bin") as handle:
+        handle.seek(8)
+        assert handle.read() == b"xx"
+    assert storage.list_files("a") == ["a/b/one.bin", "a/two.bin"]
+    assert storage.list_files("a/") == ["a/b/one.bin", "a/two.bin"]
+    assert storage.list_files() == ["a/b/one.bin", "a/two.bin", "c/three.bin"]
+    assert storage.list_files("nothing/here") == []
+    assert storage.exists("a/two.bin")
+    assert not storage.exists("a/b")
+    storage.write_file("a/two.bin", lambda h: h.write(b"replaced"))
+    assert storage.read_bytes("a/two.bin") == b"replaced"
+    storage.delete("a/b/one.bin")
+    storage.delete("a/b/one.bin")
+    assert storage.list_files("a") == ["a/two.bin"]
+    assert storage.top_level_names() == ["a", "c"]
+
+
+def test_failing_writer_uploads_nothing(endpoint: str, bucket: str) -> None:
+    """A write callback that raises leaves neither a torn object nor the old one replaced."""
+    storage = storage_at(endpoint, bucket)
+    storage.write_file("k.bin", lambda h: h.write(b"old"))
+
+    def broken(handle: io.BufferedIOBase) -> None:
+        handle.write(b"half")
+        raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError):
+        storage.write_file("k.bin", broken)  # type: ignore[arg-type]  # BytesIO is a BinaryIO
+    with pytest.raises(RuntimeError):
+        storage.write_file("new.bin", broken)  # type: ignore[arg-type]  # same
+    assert storage.read_bytes("k.bin") == b"old"
+    assert not storage.exists("new.bin")
+
+
+def test_errors_are_one_clear_line_without_credentials(endpoint: str, bucket: str) -> None:
+    """Missing object, missing bucket and an unreachable endpoint: StorageError, one line."""
+    storage = storage_at(endpoint, bucket)
+    with pytest.raises(StorageError, match="no such object") as missing:
+        storage.read_bytes("absent.bin")
+    no_bucket = storage_at(endpoint, "no-such-bucket-here")
+    with pytest.raises(StorageError, match="bucket does not exist") as bucketless:
+        no_bucket.write_file("x", lambda h: h.write(b"1"))
+    dead = f"http://127.0.0.1:{_closed_port()}"
+    with pytest.raises(StorageError, match="cannot reach the object store") as unreachable:
+        storage_at(dead, bucket).list_files()
+    for error in (missing.value, bucketless.value, unreachable.value):
+        text = str(error)
+        assert "\n" not in text
+        assert TEST_ENV["AWS_SECRET_ACCESS_KEY"] not in text
+        assert TEST_ENV["AWS_ACCESS_KEY_ID"] not in text
+
+
+def test_unrecognised_errors_are_redacted() -> None:
+    """An error text we have no hint for keeps its first line, minus key ids and secrets."""
+    error = explain(OSError("odd failure AKIAABCDEFGHIJKLMNOP token=abc123\nsecond line"), "read")
+    assert str(error) == "cannot read: odd failure *** token=***"
+
+
+def _closed_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+    return port
+
+
+# ------------------------------------------------------------------ the lease lock
+
+
+def test_lock_is_exclusive_until_released(endpoint: str, bucket: str) -> None:
+    """A held lock refuses a second taker naming the holder; after release it can be taken."""
+    storage = storage_at(endpoint, bucket, settle_s=0.0)
+    held = storage.acquire_lock("_harvest/lock", "run A (pid 1 on here)")
+    other = storage_at(endpoint, bucket, settle_s=0.0)
+    with pytest.raises(LockedError, match=r"in use by run A \(pid 1 on here\)"):
+        other.acquire_lock("_harvest/lock", "run B")
+    held.release()
+    assert not storage.exists("_harvest/lock")
+    other.acquire_lock("_harvest/lock", "run B").release()
+
+
+def _write_lease(storage: ObjectStorage, **fields: object) -> None:
+    lease = {"token": "t0", "owner": "crashed run", "host": "elsewhere", "pid": 1, **fields}
+    storage.write_file("_harvest/lock", lambda h: h.write(orjson.dumps(lease)))
+
+
+def test_expired_lease_is_taken_over(endpoint: str, bucket: str) -> None:
+    """A lease past its expiry (a crashed pod elsewhere) no longer blocks; a live one does."""
+    now = [1_000.0]
+    storage = ObjectStorage(
+        s3_filesystem(endpoint), f"{bucket}/arch", "s3://b", settle_s=0.0, clock=lambda: now[0]
+    )
+    _write_lease(storage, expires_at=1_030.0)
+    with pytest.raises(LockedError, match=r"crashed run.*in 30 s"):
+        storage.acquire_lock("_harvest/lock", "me")
+    now[0] = 1_031.0
+    with structlog.testing.capture_logs() as logs:
+        lock = storage.acquire_lock("_harvest/lock", "me")
+    assert any(e["event"] == "lock_taken_over" for e in logs)
+    assert orjson.loads(storage.read_bytes("_harvest/lock"))["owner"] == "me"
+    lock.release()
+
+
+def test_lease_of_a_dead_process_on_this_host_is_stale(endpoint: str, bucket: str) -> None:
+    """After a SIGKILL on this host, the next run need not wait for the lease to expire."""
+    storage = storage_at(endpoint, bucket, settle_s=0.0)
+    finished = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        text=True,
+        capture_output=True,
+        check=True,
+    )
+    dead_pid = int(finished.stdout)
+    _write_lease(storage, host=socket.gethostname(), pid=dead_pid, expires_at=time.time() + 600)
+    storage.acquire_lock("_harvest/lock", "me").release()
+    _write_lease(storage, host=socket.gethostname(), pid=os.getppid(), expires_at=time.time() + 600)
+    with pytest.raises(LockedError):
+        storage.acquire_lock("_harvest/lock", "me")
+
+
+def test_heartbeat_extends_and_detects_a_lost_lease(endpoint: str, bucket: str) -> None:
+    """The holder renews its lease; if another run overwrote it, it logs lock_lost and leaves it."""
+    storage = storage_at(endpoint, bucket, settle_s=0.0, lease_s=0.8)
+    lock = storage.acquire_lock("_harvest/lock", "me")
+    first = orjson.loads(storage.read_bytes("_harvest/lock"))
+    time.sleep(1.2)
+    renewed = orjson.loads(storage.read_bytes("_harvest/lock"))
+    assert renewed["token"] == first["token"]
+    assert renewed["expires_at"] > first["expires_at"]
+    assert renewed["expires_at"] > time.time()
+    with structlog.testing.capture_logs() as logs:
+        _write_lease(storage, token="intruder", expires_at=time.time() + 600)
+        time.sleep(0.6)
+        lock.release()
+    assert any(e["event"] == "lock_lost" for e in logs)
+    assert orjson.loads(storage.read_bytes("_harvest/lock"))["token"] == "intruder"
+
+
+# ------------------------------------------------------------------ whole harvests
+
+
+def harvest_s3(
+    sim: SimulatorProcess, uri: str, endpoint: str, *extra: str, command: str = "run"
+) -> tuple[int, str, str]:
+    stdout, stderr = io.StringIO(), io.StringIO()
+    argv = [command, "--base-url", sim.url, "--email", "demo@example.com", "--password", "demo"]
+    argv += ["--out", uri, "--s3-endpoint", endpoint, "--log-format", "json", *extra]
+    with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+        code = main(argv)
+    return code, stdout.getvalue(), stderr.getvalue()
+
+
+def s3_archive(endpoint: str, bucket: str) -> pa.Table:
+    return ds.dataset(
+        f"{bucket}/arch", filesystem=s3_filesystem(endpoint), format="parquet", partitioning="hive"
+    ).to_table()
+
+
+@pytest.mark.slow
+def test_harvest_into_s3_equals_plain_client(
+    simulator: SimFactory, endpoint: str, bucket: str
+) -> None:
+    """s3:// archive == plain client; rerun fetches nothing; status and verify read the bucket."""
+    sim = simulator(seed=11, devices=4, days=3, cadence_s=120)
+    uri = f"s3://{bucket}/arch"
+    code, stdout, _ = harvest_s3(sim, uri, endpoint, "--concurrency", "8", "--rps", "500")
+    assert code == 0, stdout
+    assert_same_records(
+        s3_archive(endpoint, bucket), collect_all(sim.url, "demo@example.com", "demo")
+    )
+    keys = storage_at(endpoint, bucket).list_files()
+    assert any(k.startswith("_harvest/checkpoint/") for k in keys)
+    assert not any(".tmp-" in k for k in keys)
+    before = record_requests(sim.stats())
+    assert harvest_s3(sim, uri, endpoint, "--rps", "500")[0] == 0
+    assert record_requests(sim.stats()) == before
+    code, stdout, _ = harvest_s3(sim, uri, endpoint, command="verify")
+    assert code == 0, stdout
+    assert "verify OK" in stdout
+    with contextlib.redirect_stdout(io.StringIO()) as out:
+        assert main(["status", "--out", uri, "--s3-endpoint", endpoint, "--json"]) == 0
+    status = orjson.loads(out.getvalue())
+    assert status["devices"] == 4
+    assert status["days"] == status["days_complete"] == 12
+
+
+@pytest.mark.slow
+def test_sigkill_then_fresh_process_resumes_from_the_bucket_alone(
+    simulator: SimFactory, endpoint: str, bucket: str, tmp_path: Path
+) -> None:
+    """Killed with SIGKILL at a seeded moment, a new process in an empty folder completes it."""
+    sim = simulator(seed=21, devices=4, days=4, cadence_s=120, latency_ms=60)
+    uri = f"s3://{bucket}/arch"
+    argv = [sys.executable, "-m", "harvester", "run", "--base-url", sim.url]
+    argv += ["--email", "demo@example.com", "--password", "demo", "--out", uri]
+    argv += ["--s3-endpoint", endpoint, "--concurrency", "4", "--rps", "500", "-q"]
+    env = {**os.environ, **TEST_ENV}
+    storage = storage_at(endpoint, bucket)
+    first_dir, second_dir = tmp_path / "pod-1", tmp_path / "pod-2"
+    first_dir.mkdir()
+    second_dir.mkdir()
+    victim = subprocess.Popen(
+        argv, cwd=first_dir, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    deadline = time.monotonic() + 30
+    while not storage.list_files("_harvest/checkpoint"):
+        assert victim.poll() is None, "the run ended before it could be killed"
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    time.sleep(random.Random(21).uniform(0.2, 0.8))
+    assert victim.poll() is None, "the run ended before it could be killed"
+    victim.send_signal(signal.SIGKILL)
+    victim.wait(timeout=10)
+    assert victim.returncode == -signal.SIGKILL
+    assert storage.exists("_harvest/lock"), "a killed run leaves its lease behind"
+    resumed = subprocess.run(
+        [*argv, "--log-format", "json"],
+        cwd=second_dir,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert list(second_dir.iterdir()) == [], "nothing is kept on the local disk"
+    runs = [k for k in storage.list_files("_harvest/runs") if k.endswith(".json")]
+    manifests = [orjson.loads(storage.read_bytes(k)) for k in runs]
+    assert len(manifests) == 1  # the killed run never wrote its manifest
+    assert manifests[0]["windows_reused"] > 0, "the resume reused the bucket's checkpoint"
+    assert_same_records(
+        s3_archive(endpoint, bucket), collect_all(sim.url, "demo@example.com", "demo")
+    )
+    assert not storage.exists("_harvest/lock")
