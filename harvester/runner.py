@@ -21,6 +21,7 @@ import orjson
 import structlog
 
 from harvester import __version__
+from harvester.availability import record_availability
 from harvester.checkpoint import CheckpointJournal
 from harvester.client import ClientSettings, SensitClient
 from harvester.config import HarvestConfig, require_credentials
@@ -249,6 +250,7 @@ async def run_harvest(
                 f"{HARVEST_DIR}/devices.json",
                 [{"uuid": d.uuid, "type": d.type, "name": d.name} for d in availability],
             )
+            record_availability(storage, availability)
             plan = make_plan(config, availability, journal)
             summary.devices, summary.days = plan.devices, plan.days
             summary.windows_planned, summary.windows_reused = (

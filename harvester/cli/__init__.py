@@ -12,7 +12,7 @@ import traceback
 from collections.abc import Sequence
 
 from harvester import __version__
-from harvester.cli import demo, harvest, inspect, simulate
+from harvester.cli import demo, harvest, inspect, report, simulate
 from harvester.errors import (
     AuthError,
     ConfigError,
@@ -36,7 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="harvester", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"harvester {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
-    for command in (simulate, harvest, inspect, demo):
+    for command in (simulate, harvest, inspect, report, demo):
         command.register(commands)
     return parser
 

@@ -1,0 +1,269 @@
+"""``harvester report``: states per device-day, periods, rendering, and the CLI on real holes."""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import io
+import itertools
+import re
+import struct
+import sys
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from harvester.checkpoint import CheckpointJournal
+from harvester.checkpoint_state import DayProgress
+from harvester.cli import main
+from harvester.errors import ConfigError
+from harvester.models import Device
+from harvester.report import (
+    CellState,
+    Coverage,
+    DayCell,
+    DeviceRow,
+    aggregate,
+    build_coverage,
+    classify,
+    periods,
+)
+from harvester.report_html import render_html
+from harvester.report_png import write_png
+from harvester.storage import LocalStorage
+from tests.support.simproc import SimulatorProcess
+
+D1 = dt.date(2024, 3, 1)
+FMD = Device("1001", "FMD", "METEC 1001")
+
+
+def _png_size(path: Path) -> tuple[int, int]:
+    header = path.read_bytes()[:24]
+    assert header[:8] == b"\x89PNG\r\n\x1a\n"
+    width, height = struct.unpack(">II", header[16:24])
+    return int(width), int(height)
+
+
+@pytest.mark.parametrize(
+    ("stored", "expected", "finished", "failed", "state"),
+    [
+        (10, 10, 12, 0, CellState.COMPLETE),
+        (10, 10, 12, 1, CellState.FAILED),
+        (4, 10, 12, 0, CellState.PARTIAL),
+        (12, 10, 12, 0, CellState.PARTIAL),
+        (3, 0, 0, 0, CellState.PARTIAL),
+        (0, 10, 12, 0, CellState.MISSING),
+        (0, 10, 0, 0, CellState.NOT_FETCHED),
+        (0, 10, 0, 2, CellState.FAILED),
+        (0, 0, 12, 0, CellState.NO_DATA),
+    ],
+)
+def test_classify_follows_the_documented_order(
+    stored: int, expected: int, finished: int, failed: int, state: CellState
+) -> None:
+    """Each combination of stored rows, server count and windows gets its documented state."""
+    assert classify(stored, expected, finished, failed) is state
+
+
+def test_build_coverage_joins_checkpoint_files_and_recorded_counts() -> None:
+    """Cells come from every source; recorded counts are topped up by the checkpoint's."""
+    progress = [
+        DayProgress("1001", "FMD", D1, 12, 100, 100, 0),
+        DayProgress("1001", "FMD", D1 + dt.timedelta(days=1), 12, 90, 120, 0),
+        DayProgress("1001", "FMD", D1 + dt.timedelta(days=2), 5, 40, 50, 1),
+        DayProgress("1001", "FMD", D1 + dt.timedelta(days=3), 12, 70, 70, 0),
+    ]
+    stored = {
+        ("FMD", "1001"): {D1: 100, D1 + dt.timedelta(days=1): 90, D1 + dt.timedelta(days=2): 40},
+        ("RAMP", "2002"): {D1: 5},
+    }
+    recorded = {"1001": {D1: 100, D1 + dt.timedelta(days=4): 30}}
+    coverage = build_coverage([FMD], progress, stored, recorded)
+    states = {
+        (row.device.uuid, day): cell.state
+        for row in coverage.rows
+        for day, cell in row.cells.items()
+    }
+    assert states == {
+        ("1001", D1): CellState.COMPLETE,
+        ("1001", D1 + dt.timedelta(days=1)): CellState.PARTIAL,  # 90 of the planned 120
+        ("1001", D1 + dt.timedelta(days=2)): CellState.FAILED,
+        ("1001", D1 + dt.timedelta(days=3)): CellState.MISSING,  # file gone
+        ("1001", D1 + dt.timedelta(days=4)): CellState.NOT_FETCHED,
+        ("2002", D1): CellState.PARTIAL,  # a file the server never counted
+    }
+    assert coverage.first == D1
+    assert coverage.last == D1 + dt.timedelta(days=4)
+    assert coverage.stored == 235
+    assert [row.device.type for row in coverage.rows] == ["FMD", "RAMP"]
+    clipped = build_coverage([FMD], progress, stored, recorded, since=D1 + dt.timedelta(days=1))
+    assert D1 not in clipped.rows[0].cells
+
+
+def test_current_server_counts_are_taken_as_they_are() -> None:
+    """With --verify the server's count of now decides, not what the checkpoint planned."""
+    progress = [DayProgress("1001", "FMD", D1, 12, 100, 100, 0)]
+    stored = {("FMD", "1001"): {D1: 100}}
+    grown = build_coverage([FMD], progress, stored, {"1001": {D1: 130}}, counts_are_current=True)
+    assert grown.rows[0].cells[D1].state is CellState.PARTIAL
+    gone = build_coverage([FMD], progress, stored, {}, counts_are_current=True)
+    assert gone.rows[0].cells[D1].state is CellState.PARTIAL
+
+
+def test_periods_switch_from_days_to_weeks_to_months() -> None:
+    """A month is days, three years are ISO weeks, a decade is months; columns tile the range."""
+    for first, last, unit in [
+        (D1, D1 + dt.timedelta(days=29), "day"),
+        (dt.date(2022, 1, 1), dt.date(2024, 12, 31), "week"),
+        (dt.date(2015, 1, 1), dt.date(2024, 12, 31), "month"),
+    ]:
+        got_unit, columns = periods(first, last)
+        assert got_unit == unit
+        assert columns[0].first == first
+        assert columns[-1].last == last
+        for before, after in itertools.pairwise(columns):
+            assert after.first == before.last + dt.timedelta(days=1)
+
+
+def test_a_period_shows_its_worst_day_and_counts_each_state() -> None:
+    """One missing day in a week of complete days makes the week's cell missing."""
+    cells = {
+        D1 + dt.timedelta(days=i): DayCell(
+            D1 + dt.timedelta(days=i),
+            10,
+            10,
+            0,
+            CellState.MISSING if i == 3 else CellState.COMPLETE,
+        )
+        for i in range(100)
+    }
+    _, columns = periods(D1, D1 + dt.timedelta(days=99))
+    week = aggregate(DeviceRow(FMD, cells), columns)[1]
+    assert week.state is CellState.MISSING
+    assert week.days == Counter({CellState.COMPLETE: 6, CellState.MISSING: 1})
+    assert week.stored == 70
+
+
+def _synthetic(devices: int, days: int) -> Coverage:
+    first = dt.date(2022, 1, 1)
+    rows = []
+    for index in range(devices):
+        device = Device(str(1001 + index), ("FMD", "SPOD", "RAMP")[index % 3], f"METEC {index}")
+        cells = {}
+        for offset in range(days):
+            day = first + dt.timedelta(days=offset)
+            state = CellState((index * 7 + offset // 11) % len(CellState))
+            cells[day] = DayCell(day, 10, 10, 0, state)
+        rows.append(DeviceRow(device, cells))
+    return Coverage(rows, first, first + dt.timedelta(days=days - 1), "the test")
+
+
+@pytest.mark.parametrize(("devices", "days"), [(5, 30), (200, 3 * 365)])
+def test_png_and_html_render_small_and_large_archives(
+    tmp_path: Path, devices: int, days: int
+) -> None:
+    """5 x 30 and 200 x 3 years both render; the large one grows instead of shrinking text."""
+    coverage = _synthetic(devices, days)
+    png = tmp_path / "coverage.png"
+    write_png(coverage, png)
+    width, height = _png_size(png)
+    assert 500 < width < 4000
+    # at least ~12 pixels per device row, so 6-point labels stay legible
+    assert height > devices * 12
+    page = render_html(coverage, dt.datetime(2024, 1, 1, tzinfo=dt.UTC))
+    _unit, columns = periods(coverage.first or D1, coverage.last or D1)
+    assert page.count('<td class="c s') == devices * len(columns)
+    assert "METEC 4 · SPOD · 1005" in page
+    assert "<script" not in page
+    assert "http" not in page.split("<body>")[1]
+
+
+def test_missing_matplotlib_names_the_extra(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without matplotlib the PNG step fails with the pip line that installs it."""
+    monkeypatch.setitem(sys.modules, "matplotlib.figure", None)
+    with pytest.raises(ConfigError, match=re.escape("sensit-harvester[report]")):
+        write_png(_synthetic(1, 3), tmp_path / "x.png")
+
+
+# --------------------------------------------------------------------- end to end
+
+
+def _cli(*argv: str) -> tuple[int, str]:
+    stdout = io.StringIO()
+    with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(io.StringIO()):
+        code = main(list(argv))
+    return code, stdout.getvalue()
+
+
+CELL = re.compile(r'<td class="c s(\d)" title="[^"]*? · (\d{4}) · (\d{4}-\d\d-\d\d) · ')
+
+
+def _html_states(page: str) -> dict[tuple[str, dt.date], CellState]:
+    return {
+        (uuid, dt.date.fromisoformat(day)): CellState(int(state))
+        for state, uuid, day in CELL.findall(page)
+    }
+
+
+@pytest.mark.slow
+def test_report_matches_checkpoint_and_verify_on_an_archive_with_holes(
+    tmp_path: Path,
+) -> None:
+    """Failed windows, a range edge, a deleted file and unfetched days each get their colour."""
+    sim = SimulatorProcess(
+        seed=4, devices=3, days=5, cadence_s=600, fault_rate=0.05, fault_kinds="500,503"
+    ).start()
+    try:
+        out = tmp_path / "out"
+        login = ["--base-url", sim.url, "--email", "demo@example.com", "--password", "demo"]
+        # Chicago days 01-02..01-04 are UTC 01-02 06:00 .. 01-05 06:00: both edges are cut.
+        code, _ = _cli(
+            "run", *login, "--out", str(out), "--max-attempts", "1", "--rps", "1000", "-q",
+            "--since", "2024-01-02", "--until", "2024-01-04", "--timezone", "America/Chicago",
+        )  # fmt: skip
+        assert code == 1  # some windows failed
+        storage = LocalStorage(out)
+        journal = CheckpointJournal.open(storage, "test", compact=False)
+        failed_days = {(f.device_uuid, f.start.date()) for f in journal.failed()}
+        assert failed_days
+        whole = [
+            d
+            for d in journal.days()
+            if not d.windows_failed and d.records == d.day_count and d.day == dt.date(2024, 1, 3)
+        ]
+        deleted = (whole[0].device_uuid, whole[0].day)
+        for key in storage.list_files(""):
+            if f"device_id={deleted[0]}/day={deleted[1]}/" in key:
+                storage.delete(key)
+        code, verify_out = _cli("verify", *login, "--out", str(out))
+        assert code == 1
+        mismatches = {
+            (m[1], dt.date.fromisoformat(m[2]))
+            for m in re.findall(r"MISMATCH (\w+) (\d+) (\S+):", verify_out)
+        }
+        pages = {}
+        for mode in ("offline", "verify"):
+            folder = tmp_path / mode
+            extra = [*login, "--verify"] if mode == "verify" else []
+            code, printed = _cli("report", "--out", str(out), "--output-dir", str(folder), *extra)
+            assert code == 0, printed
+            assert (folder / "coverage.png").stat().st_size > 0
+            pages[mode] = _html_states((folder / "coverage.html").read_text())
+    finally:
+        sim.stop()
+    states = pages["verify"]
+    assert pages["offline"] == states  # the server's counts did not move since the run
+    for cell, state in states.items():
+        assert (state is CellState.FAILED) == (cell in failed_days), cell
+        if state is not CellState.FAILED:
+            assert (state is CellState.COMPLETE) == (cell not in mismatches), cell
+    assert states[deleted] is CellState.MISSING
+    by_day: dict[dt.date, set[CellState]] = {}
+    for (_, day), state in states.items():
+        by_day.setdefault(day, set()).add(state)
+    assert by_day[dt.date(2024, 1, 1)] == {CellState.NOT_FETCHED}
+    assert CellState.PARTIAL in by_day[dt.date(2024, 1, 2)] | {CellState.FAILED}
+    assert by_day[dt.date(2024, 1, 5)] <= {CellState.PARTIAL, CellState.FAILED}
