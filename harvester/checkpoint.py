@@ -40,6 +40,7 @@ import pyarrow as pa
 import structlog
 
 from harvester import checkpoint_format as fmt
+from harvester import crashpoints
 from harvester.checkpoint_state import DayProgress, FinishedColumns, day_progress, resolve
 from harvester.errors import StorageError
 from harvester.models import FailedWindow, FinishedWindow
@@ -241,6 +242,7 @@ class CheckpointJournal:
             self._storage.write_file(f"{key}{CORRUPT_MARK}{stamp}", _writer(blob))
         if loaded.needs_snapshot:
             self._write_snapshot(loaded.generation)
+            crashpoints.hit("compacted")
         for key in loaded.absorbed + loaded.leftovers:
             self._storage.delete(key)
 

@@ -24,6 +24,7 @@ from typing import Any
 import pyarrow as pa
 import structlog
 
+from harvester import crashpoints
 from harvester.checkpoint import CheckpointJournal
 from harvester.errors import (
     AuthError,
@@ -193,6 +194,7 @@ class WindowPool:
                 self._gate.on_rate_limited()
                 raise
             self._gate.on_success()
+            crashpoints.hit("fetched")
             loop = asyncio.get_running_loop()
             return await loop.run_in_executor(self._executor, parse_window, body)
 
@@ -277,6 +279,7 @@ class WindowPool:
                     )
                     for job in batch.rows
                 ]
+                crashpoints.hit("day_written")
                 self.stats.days_written += 1
                 self.stats.bytes_written += result.bytes_written
                 self.stats.records += sum(f.records for f in finished)

@@ -20,12 +20,13 @@ from typing import Any
 import orjson
 import structlog
 
-from harvester import __version__
+from harvester import __version__, crashpoints
 from harvester.availability import record_availability
 from harvester.checkpoint import CheckpointJournal
 from harvester.client import ClientSettings, SensitClient
 from harvester.config import HarvestConfig, require_credentials
 from harvester.errors import ConfigError, StorageError
+from harvester.integrity import damaged_days, trusting_only_intact
 from harvester.models import DayAvailability, Device, WindowJob
 from harvester.objectstore import ObjectStorage, local_path, open_location
 from harvester.planner import Plan, plan_windows
@@ -169,10 +170,12 @@ async def discover(
 
 
 def make_plan(
-    config: HarvestConfig, availability: Availability, journal: CheckpointJournal
+    config: HarvestConfig, availability: Availability, journal: CheckpointJournal, storage: Storage
 ) -> Plan:
+    """The windows to fetch; a day whose file is missing or damaged is fetched again whole."""
     lo, hi = local_days_to_utc(config.since, config.until, config.zone)
-    return plan_windows(availability, lo, hi, journal.finished_for)
+    damaged = damaged_days(storage, availability, journal.finished_for, lo, hi)
+    return plan_windows(availability, lo, hi, trusting_only_intact(journal.finished_for, damaged))
 
 
 @dataclass
@@ -251,7 +254,8 @@ async def run_harvest(
                 [{"uuid": d.uuid, "type": d.type, "name": d.name} for d in availability],
             )
             record_availability(storage, availability)
-            plan = make_plan(config, availability, journal)
+            crashpoints.hit("planning")
+            plan = make_plan(config, availability, journal, storage)
             summary.devices, summary.days = plan.devices, plan.days
             summary.windows_planned, summary.windows_reused = (
                 plan.windows_total,

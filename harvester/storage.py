@@ -19,6 +19,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO, Protocol
 
+from harvester import crashpoints
 from harvester.errors import LockedError, StorageError
 
 TMP_PREFIX = "."
@@ -99,6 +100,7 @@ class LocalStorage:
             try:
                 with open(tmp, "wb") as handle:
                     write(handle)
+                    crashpoints.hit("write", f"write_{crashpoints.kind_of(key)}")
                     handle.flush()
                     os.fsync(handle.fileno())
                 os.replace(tmp, final)
@@ -106,6 +108,7 @@ class LocalStorage:
                 tmp.unlink(missing_ok=True)
                 raise
             _fsync_dir(final.parent)
+            crashpoints.tear_if_due(f"torn_{crashpoints.kind_of(key)}", final)
 
     def read_bytes(self, key: str) -> bytes:
         with self._translate(f"read {self._path(key)}"):

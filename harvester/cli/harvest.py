@@ -55,7 +55,7 @@ async def _plan_async(config: HarvestConfig) -> int:
     journal = CheckpointJournal.open(storage, "plan", compact=False)
     async with SensitClient(settings) as client:
         availability = await discover(client, config, RequestGate(config.rps))
-    plan = make_plan(config, availability, journal)
+    plan = make_plan(config, availability, journal, storage)
     to_fetch = len(plan.jobs)
     eta = estimate_seconds(to_fetch, config.rps, config.concurrency, latency_s=0.5)
     print(f"devices          {plan.devices}")
