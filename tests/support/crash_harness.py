@@ -158,3 +158,33 @@ def run_until_complete(
         if outcomes[-1].returncode == 0:
             break
     return outcomes
+
+
+class LiveRun:
+    """A harvester run in the background whose JSON log lines can be waited for."""
+
+    def __init__(self, url: str, out: Path, *extra: str, log_path: Path) -> None:
+        self.log_path = log_path
+        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        env.pop("HARVESTER_CRASH_AT", None)
+        with log_path.open("w") as log:
+            self.process = subprocess.Popen(
+                harvester_command(url, out, *extra), stdout=log, stderr=log, text=True, env=env
+            )
+
+    def log(self) -> str:
+        return self.log_path.read_text()
+
+    def wait_for(self, event: str, timeout_s: float = 30.0) -> None:
+        """Block until the log holds ``"event":"<event>"`` (raises if the run ends first)."""
+        deadline = time.monotonic() + timeout_s
+        needle = f'"event":"{event}"'
+        while needle not in self.log():
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                raise AssertionError(f"no {event} event; the run said:\n{self.log()[-3000:]}")
+            time.sleep(0.05)
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+        self.process.wait()
