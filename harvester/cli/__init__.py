@@ -7,6 +7,7 @@ Exit codes: 0 done · 1 some windows failed, verify found a mismatch, or the ser
 from __future__ import annotations
 
 import argparse
+import difflib
 import sys
 import traceback
 from collections.abc import Sequence
@@ -28,8 +29,27 @@ class _Parser(argparse.ArgumentParser):
     """argparse that reports a usage error as one line and exit code 2."""
 
     def error(self, message: str) -> None:  # type: ignore[override]  # argparse declares NoReturn
-        sys.stderr.write(f"harvester: error: {message} (see '{self.prog} --help')\n")
+        hint = self._suggestion(message)
+        sys.stderr.write(f"harvester: error: {message}{hint} (see '{self.prog} --help')\n")
         raise SystemExit(EXIT_USAGE)
+
+    def _suggestion(self, message: str) -> str:
+        """'did you mean --x?' for a misspelled option (subcommands' options included)."""
+        prefix = "unrecognized arguments: "
+        if not message.startswith(prefix):
+            return ""
+        known = set(self._option_string_actions)
+        for action in self._actions:
+            # argparse's one handle on the subcommands' options
+            if isinstance(action, argparse._SubParsersAction):
+                for parser in action.choices.values():
+                    known.update(parser._option_string_actions)
+        words = message.removeprefix(prefix).split()
+        for word in (w.split("=", 1)[0] for w in words if w.startswith("--")):
+            close = difflib.get_close_matches(word, sorted(known), n=1, cutoff=0.75)
+            if close:
+                return f"; did you mean {close[0]}?"
+        return ""
 
 
 def build_parser() -> argparse.ArgumentParser:
