@@ -235,3 +235,17 @@ def test_verbose_shows_the_traceback(urls: dict[str, str], tmp_path: Path) -> No
     code, _, stderr = run_in_process([*argv, "-v"])
     assert code == 3
     assert "Traceback" in stderr
+
+
+def test_devices_without_dates_warn_once_each_and_exit_0(tmp_path: Path) -> None:
+    """A fleet with no data yet (the present before its first day): one warning per device,
+    exit 0, no data file and no checkpoint entry."""
+    with SimulatorProcess(seed=5, devices=2, days=1, now="2023-12-31T00:00:00Z") as sim:
+        argv = ["run", "--log-format", "json", *SIM, "--out", str(tmp_path / "out")]
+        code, stdout, stderr = run_in_process([arg.format(sim=sim.url) for arg in argv])
+    assert code == 0, stderr
+    events = [json.loads(line) for line in stderr.splitlines() if line.startswith("{")]
+    warnings = [e for e in events if e["level"] == "warning"]
+    assert [e["event"] for e in warnings] == ["device_has_no_data", "device_has_no_data"]
+    assert "0 done" in stdout
+    assert_nothing_trusted_written(tmp_path / "out")
