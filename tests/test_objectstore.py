@@ -263,7 +263,7 @@ def test_sigkill_then_fresh_process_resumes_from_the_bucket_alone(
     simulator: SimFactory, endpoint: str, bucket: str, tmp_path: Path
 ) -> None:
     """Killed with SIGKILL at a seeded moment, a new process in an empty folder completes it."""
-    sim = simulator(seed=21, devices=4, days=4, cadence_s=120, latency_ms=60)
+    sim = simulator(seed=21, devices=3, days=3, cadence_s=120, latency_ms=60)
     uri = f"s3://{bucket}/arch"
     argv = [sys.executable, "-m", "harvester", "run", "--base-url", sim.url]
     argv += ["--email", "demo@example.com", "--password", "demo", "--out", uri]
