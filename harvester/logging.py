@@ -50,6 +50,23 @@ def mask_secrets(
     return event
 
 
+class _CurrentStderr:
+    """Writes to whatever ``sys.stderr`` is at the time of writing.
+
+    Binding the stream once would keep writing to a stream that was swapped and closed since
+    (``contextlib.redirect_stderr``, test runners' capture).
+    """
+
+    def write(self, text: str) -> int:
+        return sys.stderr.write(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
+
+    def isatty(self) -> bool:
+        return sys.stderr.isatty()
+
+
 def _json_dumps(obj: Any, default: Any = None) -> str:
     return orjson.dumps(obj, default=default or str).decode()
 
@@ -59,7 +76,7 @@ def configure_logging(
 ) -> None:
     """Configure structlog: level from ``verbosity`` (-1 quiet, 0 info, 1+ debug)."""
     level = logging.DEBUG if verbosity > 0 else logging.WARNING if verbosity < 0 else logging.INFO
-    out = stream or sys.stderr
+    out: Any = stream or _CurrentStderr()
     renderer: Any
     if fmt == "json":
         renderer = structlog.processors.JSONRenderer(serializer=_json_dumps)

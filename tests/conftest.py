@@ -6,6 +6,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+import structlog
 
 from tests.support.simproc import SimulatorProcess
 
@@ -26,3 +27,10 @@ def simulator() -> Iterator[Callable[..., SimulatorProcess]]:
     yield start
     for process in started:
         process.stop()
+
+
+@pytest.fixture(autouse=True)
+def _fresh_logging() -> Iterator[None]:
+    """Each test starts and ends with structlog's defaults (the CLI configures it globally)."""
+    yield
+    structlog.reset_defaults()
