@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import structlog
 from aiohttp import web
 
 from harvester.cli import main
@@ -69,7 +70,11 @@ async def _cli(*argv: str) -> tuple[int, str, str]:
         with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
             return main(list(argv))
 
-    code = await asyncio.to_thread(call)
+    saved = structlog.get_config()  # main() configures logging globally: restore it after
+    try:
+        code = await asyncio.to_thread(call)
+    finally:
+        structlog.configure(**saved)
     return code, stdout.getvalue(), stderr.getvalue()
 
 

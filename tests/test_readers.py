@@ -23,6 +23,7 @@ import pyarrow as pa
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 import pytest
+import structlog
 
 from harvester import readers
 from harvester.cli import main
@@ -54,8 +55,12 @@ class Archive:
 def _run(url: str, out: Path, *extra: str) -> None:
     argv = ["run", "--base-url", url, "--email", "demo@example.com", "--password", "demo"]
     argv += ["--out", str(out), "--rps", "1000", "-q", *extra]
-    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
-        assert main(argv) == 0
+    saved = structlog.get_config()  # main() configures logging globally: restore it after
+    try:
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+            assert main(argv) == 0
+    finally:
+        structlog.configure(**saved)
 
 
 @pytest.fixture(scope="module")

@@ -13,6 +13,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+import structlog
 
 from harvester.checkpoint import CheckpointJournal
 from harvester.checkpoint_state import DayProgress
@@ -193,8 +194,12 @@ def test_missing_matplotlib_names_the_extra(
 
 def _cli(*argv: str) -> tuple[int, str]:
     stdout = io.StringIO()
-    with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(io.StringIO()):
-        code = main(list(argv))
+    saved = structlog.get_config()  # main() configures logging globally: restore it after
+    try:
+        with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(io.StringIO()):
+            code = main(list(argv))
+    finally:
+        structlog.configure(**saved)
     return code, stdout.getvalue()
 
 
