@@ -3,8 +3,8 @@
 The planner reuses every window the checkpoint holds, so a day file cut short by a crash
 (a store whose rename outlived the data, a disk error, a hand-edited archive) would be
 trusted forever. Before planning, every in-range day with finished windows that hold records
-gets its Parquet footer read (``storage.open_input`` + ``pyarrow.parquet.ParquetFile``: the
-magic bytes, the footer and the row-group directory, never the data). A day whose file is
+gets the frame of its Parquet file checked through ``storage.open_input`` (magic bytes at
+both ends and a footer length that fits: 12 bytes read, never the data). A day whose file is
 missing or unreadable is planned as if the checkpoint knew nothing of it, so the whole day
 is fetched again and the sink replaces the file.
 """
@@ -12,11 +12,11 @@ is fetched again and the sink replaces the file.
 from __future__ import annotations
 
 import datetime as dt
+import os
 import time
 from collections.abc import Callable, Mapping, Sequence
+from typing import Final
 
-import pyarrow as pa
-import pyarrow.parquet as pq
 import structlog
 
 from harvester.errors import StorageError
@@ -27,21 +27,36 @@ from harvester.windows import day_overlaps
 
 log = structlog.get_logger(__name__)
 
+MAGIC: Final = b"PAR1"
+
 FinishedLookup = Callable[[str, dt.date], Sequence[FinishedWindow]]
 DayKey = tuple[str, dt.date]
 
 
 def file_problem(storage: Storage, key: str) -> str | None:
-    """What is wrong with the Parquet file at ``key`` (None when its footer reads)."""
+    """What is wrong with the Parquet file at ``key`` (None when it looks whole).
+
+    Reads 12 bytes: the leading and trailing ``PAR1`` magic and the footer length, which a
+    truncated file cannot all have right. ``pyarrow.parquet.ParquetFile`` would also parse the
+    footer, at ten times the cost (~200 µs a file: 40 s per start on 200,000 device-days).
+    """
     try:
         handle = storage.open_input(key)
     except StorageError as exc:
         return "missing" if not storage.exists(key) else str(exc)
     try:
         with handle:
-            pq.ParquetFile(handle).metadata  # noqa: B018 -- reading the footer is the check
-    except (pa.ArrowException, OSError) as exc:
-        return f"unreadable footer ({exc})"
+            head = handle.read(4)
+            size = handle.seek(0, os.SEEK_END)
+            if size < 12:
+                return f"{size} bytes, too short for Parquet"
+            handle.seek(size - 8)
+            tail = handle.read(8)
+    except OSError as exc:
+        return f"unreadable ({exc})"
+    footer = int.from_bytes(tail[:4], "little")
+    if head != MAGIC or tail[4:] != MAGIC or footer + 12 > size:
+        return f"not a whole Parquet file ({size} bytes, footer {footer}): cut short?"
     return None
 
 
