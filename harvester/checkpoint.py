@@ -3,7 +3,8 @@
 Everything lives under ``OUT/_harvest/checkpoint/`` and is written only through the storage
 seam with whole-object writes (no append, no rename), so the same code works on object storage::
 
-    snapshot.parquet                       compacted state up to generation G (columnar)
+    snapshot.ckpt                          compacted state up to generation G (a Parquet file,
+                                           named so that OUT/**/*.parquet globs never match it)
     seg-<gen>-<seq>-<run_id>.jsonl         one flush each: a header line, then one entry a line
 
 Opening loads the snapshot, replays every segment of a generation above G in (gen, seq) order
@@ -18,7 +19,7 @@ stored as int64 epoch milliseconds (windows sit on a whole-second grid).
 
 Nothing on disk is trusted: a segment with a torn or garbage record is loaded up to the damage,
 an unreadable snapshot counts as empty (its windows are fetched again; the sink's merge
-de-duplicates) and is kept aside as ``snapshot.parquet.corrupt-<ts>``; each repair is logged
+de-duplicates) and is kept aside as ``snapshot.ckpt.corrupt-<ts>``; each repair is logged
 and listed in ``warnings``. A version this code does not know raises
 ``IncompatibleCheckpointError`` before anything is modified.
 
@@ -50,7 +51,7 @@ __all__ = ["CHECKPOINT_PREFIX", "CHECKPOINT_VERSION", "CheckpointJournal", "DayP
 
 CHECKPOINT_VERSION: Final = fmt.CHECKPOINT_VERSION
 CHECKPOINT_PREFIX: Final = "_harvest/checkpoint"
-SNAPSHOT_NAME: Final = "snapshot.parquet"
+SNAPSHOT_NAME: Final = "snapshot.ckpt"
 CORRUPT_MARK: Final = ".corrupt-"
 
 _SEGMENT_NAME = re.compile(r"^seg-(\d+)-(\d+)-(.+)\.jsonl$")

@@ -76,7 +76,7 @@ def kind_of(key: str) -> str:
         return "day"
     if key.endswith(".jsonl") and "/checkpoint/" in key:
         return "segment"
-    if key.endswith("snapshot.parquet"):
+    if key.endswith("snapshot.ckpt"):
         return "snapshot"
     return "other"
 

@@ -86,7 +86,7 @@ def journal_prefixes(keys: Sequence[str]) -> list[str]:
     for key in keys:
         folder, _, name = key.rpartition("/")
         if folder.startswith(CHECKPOINT_PREFIX) and (
-            name == "snapshot.parquet" or (name.startswith("seg-") and name.endswith(".jsonl"))
+            name == "snapshot.ckpt" or (name.startswith("seg-") and name.endswith(".jsonl"))
         ):
             found.add(folder)
     return sorted(found)

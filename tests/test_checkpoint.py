@@ -166,14 +166,14 @@ def test_days_aggregates_per_device_and_day(storage: LocalStorage) -> None:
 def test_open_compacts_into_a_snapshot_and_removes_segments(
     storage: LocalStorage, tmp_path: Path
 ) -> None:
-    """Opening absorbs segments into snapshot.parquet, deletes them, and keeps the state."""
+    """Opening absorbs segments into snapshot.ckpt, deletes them, and keeps the state."""
     journal = reopen(storage)
     for index in range(3):
         journal.record([done(index=index)], [failure("dev-b", index)])
         journal.flush()
     assert len(segment_paths(tmp_path)) == 3
     again = reopen(storage)
-    assert list(checkpoint_files(tmp_path)) == ["snapshot.parquet"]
+    assert list(checkpoint_files(tmp_path)) == ["snapshot.ckpt"]
     assert again.finished_for("dev-a", DAY) == [done(index=i) for i in range(3)]
     assert len(again.failed()) == 3
     assert reopen(storage).days() == again.days()
@@ -188,7 +188,7 @@ def test_flush_compacts_after_the_configured_number_of_segments(
     journal.flush()
     journal.record([done(index=1)])
     journal.flush()
-    assert list(checkpoint_files(tmp_path)) == ["snapshot.parquet"]
+    assert list(checkpoint_files(tmp_path)) == ["snapshot.ckpt"]
     journal.record([done(index=0, records=1)])
     journal.flush()
     assert len(segment_paths(tmp_path)) == 1
@@ -233,7 +233,7 @@ def test_crash_between_snapshot_write_and_segment_deletion_is_idempotent(tmp_pat
     again = reopen(storage)
     assert again.finished_for("dev-a", DAY) == [done(records=7)]
     assert again.warnings == []
-    assert list(checkpoint_files(tmp_path)) == ["snapshot.parquet"]
+    assert list(checkpoint_files(tmp_path)) == ["snapshot.ckpt"]
     again.record([done(records=9)])
     again.close()
     assert reopen(storage).finished_for("dev-a", DAY) == [done(records=9)]
@@ -254,7 +254,7 @@ def test_segment_already_in_the_snapshot_is_deleted_not_replayed(tmp_path: Path)
     old_segment.write_bytes(old_bytes)
     again = reopen(storage)
     assert again.finished_for("dev-a", DAY) == [done(records=7)]
-    assert list(checkpoint_files(tmp_path)) == ["snapshot.parquet"]
+    assert list(checkpoint_files(tmp_path)) == ["snapshot.ckpt"]
 
 
 def test_crash_during_in_run_compaction_is_idempotent(tmp_path: Path) -> None:
@@ -310,7 +310,7 @@ def test_read_only_open_modifies_nothing(storage: LocalStorage, tmp_path: Path) 
     journal = reopen(storage)
     journal.record([done(index=1)])
     journal.close()
-    (tmp_path / CHECKPOINT_PREFIX / "snapshot.parquet.corrupt-x").write_bytes(b"old")
+    (tmp_path / CHECKPOINT_PREFIX / "snapshot.ckpt.corrupt-x").write_bytes(b"old")
     before = checkpoint_files(tmp_path)
     reader = CheckpointJournal.open(storage, "status", compact=False)
     assert reader.finished_for("dev-a", DAY) == [done(), done(index=1)]
@@ -451,7 +451,7 @@ def test_segment_with_no_usable_header_is_skipped(
     journal = reopen(storage)
     assert journal.finished_for("dev-a", DAY) == [done(index=0)]
     assert len(journal.warnings) == 1
-    assert list(checkpoint_files(tmp_path))[-1] == "snapshot.parquet"
+    assert list(checkpoint_files(tmp_path))[-1] == "snapshot.ckpt"
 
 
 def test_unreadable_snapshot_counts_as_empty_and_is_kept_aside(
@@ -465,15 +465,15 @@ def test_unreadable_snapshot_counts_as_empty_and_is_kept_aside(
     journal = reopen(storage)
     journal.record([done(index=1)])
     journal.close()
-    snapshot = tmp_path / CHECKPOINT_PREFIX / "snapshot.parquet"
+    snapshot = tmp_path / CHECKPOINT_PREFIX / "snapshot.ckpt"
     garbled = snapshot.read_bytes()[:-30]
     snapshot.write_bytes(garbled)
     again, warnings = reopen_logging(storage)
     assert again.finished_for("dev-a", DAY) == [done(index=1)]
-    assert "snapshot.parquet cannot be trusted" in again.warnings[0]
+    assert "snapshot.ckpt cannot be trusted" in again.warnings[0]
     assert len(warnings) == 1
     files = checkpoint_files(tmp_path)
-    (aside,) = (name for name in files if name.startswith("snapshot.parquet.corrupt-"))
+    (aside,) = (name for name in files if name.startswith("snapshot.ckpt.corrupt-"))
     assert files[aside] == garbled
     assert reopen(storage).finished_for("dev-a", DAY) == [done(index=1)]
 
@@ -484,7 +484,7 @@ def test_snapshot_with_foreign_schema_is_not_trusted(storage: LocalStorage, tmp_
         {b"harvester.checkpoint_version": b"1", b"harvester.checkpoint_generation": b"3"}
     )
     (tmp_path / CHECKPOINT_PREFIX).mkdir(parents=True)
-    pq.write_table(table, tmp_path / CHECKPOINT_PREFIX / "snapshot.parquet")
+    pq.write_table(table, tmp_path / CHECKPOINT_PREFIX / "snapshot.ckpt")
     journal = reopen(storage)
     assert journal.days() == []
     assert "cannot be trusted" in journal.warnings[0]
@@ -518,7 +518,7 @@ def test_newer_snapshot_version_is_refused_without_modifying_anything(
     table = fmt.SCHEMA.empty_table().replace_schema_metadata(
         {b"harvester.checkpoint_version": b"2", b"harvester.checkpoint_generation": b"0"}
     )
-    pq.write_table(table, tmp_path / CHECKPOINT_PREFIX / "snapshot.parquet")
+    pq.write_table(table, tmp_path / CHECKPOINT_PREFIX / "snapshot.ckpt")
     before = checkpoint_files(tmp_path)
     with pytest.raises(IncompatibleCheckpointError, match="use a new --out or the matching"):
         reopen(storage)

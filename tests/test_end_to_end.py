@@ -85,12 +85,19 @@ def test_archive_equals_plain_client_and_rerun_fetches_nothing(
     out = tmp_path / "out"
     code, stdout, _ = harvest(sim, out, "--concurrency", "8", "--rps", "500")
     assert code == 0, stdout
-    assert_same_records(archive(out), collect_all(sim.url, "demo@example.com", "demo"))
+    expected = collect_all(sim.url, "demo@example.com", "demo")
+    assert_same_records(archive(out), expected)
     before = record_requests(sim.stats())
     code, _, _ = harvest(sim, out, "--concurrency", "8", "--rps", "500")
     assert code == 0
     assert record_requests(sim.stats()) == before
     assert not [p for p in out.rglob("*") if ".tmp-" in p.name]
+    # The interface's DuckDB glob sees the records and nothing under _harvest/.
+    rows = duckdb.sql(
+        f"SELECT count(*), count(DISTINCT _id) FROM read_parquet('{out}/**/*.parquet', "
+        "hive_partitioning = true, union_by_name = true)"
+    ).fetchall()
+    assert rows[0][0] == rows[0][1] == len(expected)
 
 
 def test_moving_clock_fetches_only_new_windows(simulator: SimFactory, tmp_path: Path) -> None:

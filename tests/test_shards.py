@@ -85,10 +85,10 @@ def test_state_keys_per_shard() -> None:
     assert lock_key(None) == "_harvest/lock"
     assert lock_key(Shard(1, 3)) == "_harvest/lock-shard-1-of-3"
     keys = [
-        "_harvest/checkpoint/snapshot.parquet",
+        "_harvest/checkpoint/snapshot.ckpt",
         "_harvest/checkpoint/shard-0-of-2/seg-0000000001-00000000-r.jsonl",
-        "_harvest/checkpoint/shard-1-of-2/snapshot.parquet",
-        "_harvest/checkpoint/shard-1-of-2/snapshot.parquet.corrupt-20240101T000000Z",
+        "_harvest/checkpoint/shard-1-of-2/snapshot.ckpt",
+        "_harvest/checkpoint/shard-1-of-2/snapshot.ckpt.corrupt-20240101T000000Z",
         "_harvest/checkpoint/shard-5-of-6/notes.txt",
     ]
     assert journal_prefixes(keys) == [
