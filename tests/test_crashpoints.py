@@ -80,7 +80,7 @@ def test_storage_translates_an_injected_error_and_leaves_no_temporary(tmp_path: 
     [
         ("device_type=FMD/device_id=7/day=2024-01-01/7_2024-01-01.parquet", "day"),
         ("_harvest/checkpoint/seg-0000000001-00000000-r.jsonl", "segment"),
-        ("_harvest/checkpoint/snapshot.parquet", "snapshot"),
+        ("_harvest/checkpoint/snapshot.ckpt", "snapshot"),
         ("_harvest/devices.json", "other"),
     ],
 )
