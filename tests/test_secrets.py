@@ -28,7 +28,7 @@ def texts_of_archive(out: Path) -> list[tuple[str, str]]:
     """(name, text) of every file under OUT; Parquet files as their decoded strings."""
     found: list[tuple[str, str]] = []
     for path in sorted(p for p in out.rglob("*") if p.is_file()):
-        if path.suffix == ".parquet" or ".parquet.corrupt-" in path.name:
+        if path.read_bytes()[:4] == b"PAR1":  # data files and the checkpoint snapshot
             table = pq.read_table(path)
             strings = [
                 str(value)
