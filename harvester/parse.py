@@ -10,7 +10,7 @@ way, every source field keeps its source name and ``date`` becomes ``timestamp[m
 
 from __future__ import annotations
 
-import io
+import functools
 import json
 from collections.abc import Sequence
 from typing import Final
@@ -42,7 +42,10 @@ def parse_window(body: bytes) -> pa.Table:
 
 def _read_fast(body: bytes) -> pa.Table:
     options = pa_json.ReadOptions(block_size=max(len(body) + 1, _MIN_BLOCK), use_threads=False)
-    wrapper = pa_json.read_json(io.BytesIO(body), read_options=options)
+    # The streaming reader parses in the calling thread; read_json hands the block to
+    # Arrow's I/O thread and waits, which costs a thread wake-up per window (~1 ms of wall
+    # time when the cores are busy, more than parsing a small window takes).
+    wrapper = pa_json.open_json(pa.BufferReader(body), read_options=options).read_all()
     if wrapper.num_rows != 1:
         # Several JSON documents one after the other: let the strict parser reject them.
         raise pa.ArrowInvalid("not exactly one JSON document")
@@ -152,20 +155,37 @@ def _normalise(records: pa.Table) -> pa.Table:
     date_type = records.schema.field(DATE_FIELD).type
     if not (pa.types.is_string(date_type) or pa.types.is_timestamp(date_type)):
         raise ShapeError(f"'{DATE_FIELD}' is {date_type}, not an ISO-8601 string")
-    columns = []
+    target, changed = _storable_schema(records.schema)
+    columns = records.columns
+    for index in changed:
+        field, column = target.field(index), columns[index]
+        if field.name == DATE_FIELD and pa.types.is_string(column.type):
+            columns[index] = _parse_dates(column)
+            continue
+        try:
+            columns[index] = pa.chunked_array(
+                [coerce_array(c, field.type) for c in column.chunks], field.type
+            )
+        except pa.ArrowInvalid as exc:
+            raise ShapeError(f"field '{field.name}' cannot become {field.type}: {exc}") from None
+    return pa.Table.from_arrays(columns, schema=target)
+
+
+@functools.lru_cache(maxsize=256)
+def _storable_schema(schema: pa.Schema) -> tuple[pa.Schema, tuple[int, ...]]:
+    """The schema a parsed table is stored with, and the indexes of the columns to convert.
+
+    Cached: the windows of a device type nearly always share one parsed schema, and working
+    the target out field by field costs more than parsing a small window.
+    """
     fields = []
-    for field, column in zip(records.schema, records.columns, strict=True):
+    changed = []
+    for index, field in enumerate(schema):
         target = TIMESTAMP if field.name == DATE_FIELD else _storable(field.type)
-        if field.name == DATE_FIELD and pa.types.is_string(field.type):
-            column = _parse_dates(column)
-        elif not target.equals(field.type):
-            try:
-                column = pa.chunked_array([coerce_array(c, target) for c in column.chunks], target)
-            except pa.ArrowInvalid as exc:
-                raise ShapeError(f"field '{field.name}' cannot become {target}: {exc}") from None
-        columns.append(column)
+        if not target.equals(field.type):
+            changed.append(index)
         fields.append(pa.field(field.name, target))
-    return pa.Table.from_arrays(columns, schema=pa.schema(fields))
+    return pa.schema(fields), tuple(changed)
 
 
 def _parse_dates(column: pa.ChunkedArray) -> pa.ChunkedArray:

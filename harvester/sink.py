@@ -54,6 +54,8 @@ ALL_TYPES: Final = "ALL"
 UNALIGNED_SUFFIX: Final = ".unaligned"
 _EMPTY: Final = pa.schema([])
 _ONE_DAY: Final = dt.timedelta(days=1)
+_ONE_MS: Final = dt.timedelta(milliseconds=1)
+_EPOCH: Final = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 
 
 def day_file_key(device_type: str, uuid: str, day: dt.date) -> str:
@@ -185,22 +187,20 @@ class ParquetSink:
         unreadable = existing is None and self._storage.exists(key)
         # Pieces are concatenated oldest first; rows outside their window are masked out
         # rather than filtered, so that the only copy of the day is the final take.
-        pieces: list[pa.Table] = []
+        fresh: list[pa.Table] = []
         inside: list[npt.NDArray[np.bool_]] = []
         if existing is not None:
-            pieces.append(existing)
             inside.append(np.ones(existing.num_rows, dtype=np.bool_))
         spans: list[tuple[tuple[dt.datetime, dt.datetime], int, int]] = []
         first_fresh = offset = sum(len(mask) for mask in inside)
         for window in windows:
-            table = self._rename_partition_keys(device, window.table)
             mask = _inside(
-                table, max(window.start, day_start), min(window.end, day_start + _ONE_DAY)
+                window.table, max(window.start, day_start), min(window.end, day_start + _ONE_DAY)
             )
             if not mask.any():
                 spans.append(((window.start, window.end), offset, offset))
                 continue
-            pieces.append(table)
+            fresh.append(window.table)
             inside.append(mask)
             spans.append(((window.start, window.end), offset, offset + len(mask)))
             offset += len(mask)
@@ -210,6 +210,9 @@ class ParquetSink:
             kept = 0 if existing is None else existing.num_rows
             return DayWriteResult({span: 0 for span, _, _ in spans}, kept, 0, unreadable)
 
+        pieces = [self._rename_partition_keys(device, table) for table in _join_alike(fresh)]
+        if existing is not None:
+            pieces.insert(0, existing)
         schema = self._schemas.widen(device.type, reduce(unify, (p.schema for p in pieces)))
         merged = pa.concat_tables([conform(piece, schema) for piece in pieces])
         valid = np.concatenate(inside)
@@ -307,16 +310,21 @@ class ParquetSink:
         return table.rename_columns(names)
 
 
+def _join_alike(tables: Sequence[pa.Table]) -> list[pa.Table]:
+    """``tables`` as one table when they share a schema (the usual case: one unify and one
+    conform per day instead of one per window), else unchanged."""
+    if len(tables) > 1 and all(t.schema.equals(tables[0].schema) for t in tables[1:]):
+        return [pa.concat_tables(tables)]
+    return list(tables)
+
+
 def _inside(table: pa.Table, start: dt.datetime, end: dt.datetime) -> npt.NDArray[np.bool_]:
-    """Which rows have ``start <= date < end``."""
+    """Which rows have ``start <= date < end`` (``date`` is ``timestamp[ms, UTC]``, no nulls)."""
     if table.num_rows == 0:
         return np.zeros(0, dtype=np.bool_)
-    dates = table.column(DATE_FIELD)
-    mask = pc.and_(
-        pc.greater_equal(dates, pa.scalar(start, TIMESTAMP)),
-        pc.less(dates, pa.scalar(end, TIMESTAMP)),
-    )
-    return np.asarray(mask.to_numpy(), dtype=np.bool_)
+    millis = table.column(DATE_FIELD).to_numpy().view(np.int64)
+    lo, hi = (int((edge - _EPOCH) // _ONE_MS) for edge in (start, end))
+    return np.asarray((millis >= lo) & (millis < hi), dtype=np.bool_)
 
 
 def _newest_per_id_sorted(
