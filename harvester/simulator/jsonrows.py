@@ -3,7 +3,8 @@
 A window's records are rendered into one ``uint8`` matrix, one row per record: every field
 has a fixed-width cell (numbers right-aligned and padded with spaces, which is legal JSON
 whitespace) written column by column with vectorised digit arithmetic, between constant key
-text. The body is then a single ``ndarray.tobytes()``. Numbers keep their JSON type:
+text. The body is then a single ``ndarray.tobytes()`` with the padding deleted (one
+``bytes.translate``, a few ms for a 7,200-record window). Numbers keep their JSON type:
 integers are written without a decimal point, fractional fields always with one.
 """
 
@@ -218,12 +219,16 @@ def render_rows(rows: int, fields: Sequence[tuple[str, Cell]]) -> tuple[bytes, i
 
 
 def wrap(rows: Sequence[bytes]) -> bytes:
-    """``{"data":[...]}`` around rendered rows (each ending with ``,``), copied once."""
+    """``{"data":[...]}`` around rendered rows (each ending with ``,``), as compact JSON.
+
+    The cells' padding is dropped (real APIs do not pad, and padding would inflate bodies
+    by a third): every space in a rendered row is padding, since no key or text holds one.
+    """
     parts = [part for part in rows if part]
     if not parts:
         return b'{"data":[]}'
     last = memoryview(parts[-1])[:-1]
-    return b"".join([b'{"data":[', *parts[:-1], last, b"]}"])
+    return b"".join([b'{"data":[', *parts[:-1], last, b"]}"]).translate(None, b" ")
 
 
 def render(rows: int, fields: Sequence[tuple[str, Cell]]) -> bytes:

@@ -52,3 +52,19 @@ def test_nulls_booleans_text_ids_and_dates_render_as_json() -> None:
 def test_render_of_no_rows_is_an_empty_data_list() -> None:
     """Zero rows render as ``{"data":[]}``."""
     assert json.loads(js.render(0, [("v", js.Number(np.zeros(0)))])) == {"data": []}
+
+
+def test_bodies_are_compact_json_without_padding() -> None:
+    """Rendered bodies hold no whitespace (the fixed-width padding is dropped) and still parse
+    to the same records, nulls and negative numbers included."""
+    times = np.arange(100, dtype=np.int64)
+    fields: list[tuple[str, js.Cell]] = [
+        ("n", js.Number(np.linspace(-1000, 5, 100), 2, times % 7 == 0)),
+        ("b", js.Boolean(times % 2 == 0)),
+    ]
+    body = js.render(100, fields)
+    assert b" " not in body
+    records = json.loads(body)["data"]
+    assert [r["b"] for r in records] == (times % 2 == 0).tolist()
+    assert records[1]["n"] == round(float(np.linspace(-1000, 5, 100)[1]), 2)
+    assert [r["n"] is None for r in records] == (times % 7 == 0).tolist()
