@@ -19,42 +19,24 @@ import pyarrow.dataset as ds
 import pytest
 
 from harvester.cli import main
+from tests.support import inproc
+from tests.support.inproc import record_requests
 from tests.support.plain_client import collect_all, list_devices, sign_in
 from tests.support.simproc import SimulatorProcess
 
 pytestmark = pytest.mark.slow
 
-RECORDS_ROUTE = "DeviceLogForGivenHour"
-
 
 def harvest(
     sim: SimulatorProcess, out: Path, *extra: str, command: str = "run"
 ) -> tuple[int, str, str]:
-    """Run a harvester command in-process; returns (exit code, stdout, stderr)."""
-    import contextlib
-    import io
-
-    stdout, stderr = io.StringIO(), io.StringIO()
-    argv = [command, "--base-url", sim.url, "--email", "demo@example.com"]
-    argv += ["--password", "demo", "--out", str(out), "--log-format", "json", *extra]
-    if command == "run":
-        argv += ["--read-timeout-s", "3"] if "--read-timeout-s" not in extra else []
-    with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
-        code = main(argv)
-    return code, stdout.getvalue(), stderr.getvalue()
+    """``harvester <command>`` in-process against ``sim``, with a short read timeout for runs."""
+    timeout = ["--read-timeout-s", "3"] if command == "run" else []
+    return inproc.harvest(sim.url, out, *timeout, *extra, command=command)
 
 
 def archive(out: Path) -> pa.Table:
     return ds.dataset(out, format="parquet", partitioning="hive").to_table()
-
-
-def record_requests(stats: dict[str, Any]) -> int:
-    return sum(
-        count
-        for route, by_status in stats["requests"].items()
-        if RECORDS_ROUTE in route
-        for count in by_status.values()
-    )
 
 
 def assert_same_records(table: pa.Table, expected: dict[str, dict[str, Any]]) -> None:
