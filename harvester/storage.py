@@ -55,7 +55,7 @@ def _explain(exc: OSError, what: str) -> StorageError:
         hint = "the disk is full; free space and run again"
     elif exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
         hint = "permission denied; choose a writable --out"
-    elif exc.errno == errno.ENOTDIR:
+    elif exc.errno in (errno.ENOTDIR, errno.EEXIST):
         hint = "a path component is a file, not a folder"
     else:
         hint = exc.strerror or type(exc).__name__
@@ -108,6 +108,10 @@ class LocalStorage:
                 tmp.unlink(missing_ok=True)
                 raise
             _fsync_dir(final.parent)
+            # A process killed mid-write leaves its temporary behind; the file's next write
+            # (a resumed run writes every day it had not checkpointed) sweeps it away.
+            for leftover in final.parent.glob(f"{TMP_PREFIX}{final.name}{TMP_MARK}*"):
+                leftover.unlink(missing_ok=True)
             crashpoints.tear_if_due(f"torn_{crashpoints.kind_of(key)}", final)
 
     def read_bytes(self, key: str) -> bytes:
