@@ -70,6 +70,7 @@ def _config(args: argparse.Namespace) -> Any:
         "rps": args.rps,
         "read_timeout_s": 30,
         "devices": args.devices,
+        "device_type": args.device_type,
         "since": args.since,
         "until": args.until,
     }
@@ -232,6 +233,7 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--rps", type=float, default=1e6)
     parser.add_argument("--devices", help="comma-separated uuids (default all)")
+    parser.add_argument("--device-type", default="ALL", help="FMD, SPOD, RAMP or ALL")
     parser.add_argument("--since")
     parser.add_argument("--until")
     parser.add_argument("--probe-lag", action="store_true")
