@@ -16,39 +16,46 @@ import structlog
 
 from harvester.errors import StorageError
 from harvester.models import DayAvailability, Device
+from harvester.shards import HARVEST_DIR, Shard, state_key, state_keys
 from harvester.storage import Storage
 
 log = structlog.get_logger(__name__)
 
-AVAILABILITY_KEY = "_harvest/availability.json"
+AVAILABILITY_NAME = "availability.json"
 
 #: Per device uuid, the server's record count of each UTC day it has data for.
 DayCounts = dict[str, dict[dt.date, int]]
 
 
-def read_availability(storage: Storage) -> DayCounts:
-    """What the runs recorded (empty when nothing was, or the file is unreadable: logged)."""
-    if not storage.exists(AVAILABILITY_KEY):
-        return {}
+def _read_one(storage: Storage, key: str) -> DayCounts:
     try:
-        raw = orjson.loads(storage.read_bytes(AVAILABILITY_KEY))
+        raw = orjson.loads(storage.read_bytes(key))
         return {
             uuid: {dt.date.fromisoformat(day): int(count) for day, count in days.items()}
             for uuid, days in raw["devices"].items()
         }
     except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError) as exc:
-        log.warning("availability_unreadable", key=AVAILABILITY_KEY, error=str(exc))
+        log.warning("availability_unreadable", key=key, error=str(exc))
         return {}
 
 
+def read_availability(storage: Storage) -> DayCounts:
+    """What the runs recorded, every shard's copy merged (empty when nothing was)."""
+    merged: DayCounts = {}
+    for key in state_keys(storage.list_files(f"{HARVEST_DIR}/"), AVAILABILITY_NAME):
+        merged.update(_read_one(storage, key))
+    return merged
+
+
 def record_availability(
-    storage: Storage, found: Mapping[Device, Sequence[DayAvailability]]
+    storage: Storage, found: Mapping[Device, Sequence[DayAvailability]], shard: Shard | None
 ) -> None:
-    """Replaces the recorded days of the devices in ``found``; keeps the others."""
+    """Replaces the recorded days of the devices in ``found`` in this shard's copy."""
+    key = state_key(shard, AVAILABILITY_NAME)
     try:
-        merged = read_availability(storage)
+        merged = _read_one(storage, key) if storage.exists(key) else {}
     except StorageError as exc:
-        log.warning("availability_unreadable", key=AVAILABILITY_KEY, error=str(exc))
+        log.warning("availability_unreadable", key=key, error=str(exc))
         merged = {}
     for device, days in found.items():
         merged[device.uuid] = {a.day: a.count for a in days}
@@ -60,4 +67,4 @@ def record_availability(
         },
     }
     payload = orjson.dumps(body)
-    storage.write_file(AVAILABILITY_KEY, lambda handle: handle.write(payload))
+    storage.write_file(key, lambda handle: handle.write(payload))

@@ -38,11 +38,12 @@ from harvester.availability import DayCounts
 from harvester.checkpoint_state import DayProgress
 from harvester.errors import StorageError
 from harvester.models import DEVICE_TYPES, Device
+from harvester.shards import HARVEST_DIR, state_keys
 from harvester.storage import Storage, is_temporary
 
 log = structlog.get_logger(__name__)
 
-DEVICES_KEY: Final = "_harvest/devices.json"
+DEVICES_NAME: Final = "devices.json"
 #: Beyond these many days a column is an ISO week; beyond the second, a month.
 DAYS_PER_DAY_COLUMN: Final = 92
 DAYS_PER_WEEK_COLUMN: Final = 3 * 366 + 31
@@ -137,15 +138,16 @@ def classify(stored: int, expected: int, windows_finished: int, windows_failed: 
 
 
 def read_devices(storage: Storage) -> list[Device]:
-    """The devices the last run listed (empty when there is no readable list)."""
-    if not storage.exists(DEVICES_KEY):
-        return []
-    try:
-        listed = orjson.loads(storage.read_bytes(DEVICES_KEY))
-        return [Device(d["uuid"], d["type"], d.get("name") or d["uuid"]) for d in listed]
-    except (orjson.JSONDecodeError, KeyError, TypeError) as exc:
-        log.warning("devices_list_unreadable", key=DEVICES_KEY, error=str(exc))
-        return []
+    """The devices the last runs listed, every shard's list merged (empty when none is readable)."""
+    devices: dict[str, Device] = {}
+    for key in state_keys(storage.list_files(f"{HARVEST_DIR}/"), DEVICES_NAME):
+        try:
+            listed = orjson.loads(storage.read_bytes(key))
+            for d in listed:
+                devices[d["uuid"]] = Device(d["uuid"], d["type"], d.get("name") or d["uuid"])
+        except (orjson.JSONDecodeError, KeyError, TypeError) as exc:
+            log.warning("devices_list_unreadable", key=key, error=str(exc))
+    return list(devices.values())
 
 
 def _parse_day_key(key: str) -> tuple[str, str, dt.date] | None:

@@ -33,14 +33,22 @@ from harvester.planner import Plan, plan_windows
 from harvester.pool import PoolStats, RequestGate, WindowPool, describe_stats
 from harvester.retry import RetryPolicy
 from harvester.retrying import with_retries
-from harvester.shards import checkpoint_prefix, devices_of, lock_key
+from harvester.shards import (
+    CHECKPOINT_PREFIX,
+    HARVEST_DIR,
+    checkpoint_prefix,
+    devices_of,
+    journal_prefixes,
+    lock_key,
+    state_key,
+)
 from harvester.sink import ParquetSink, SchemaRegistry
 from harvester.storage import LocalStorage, Storage
 from harvester.windows import local_days_to_utc
 
 log = structlog.get_logger(__name__)
 
-HARVEST_DIR = "_harvest"
+DEVICES_NAME = "devices.json"
 
 Availability = dict[Device, list[DayAvailability]]
 
@@ -86,6 +94,12 @@ def open_existing_storage(config: HarvestConfig) -> Storage:
     if out is None and not storage.list_files(f"{HARVEST_DIR}/"):
         raise missing
     return storage
+
+
+def read_all_checkpoints(storage: Storage) -> CheckpointJournal:
+    """A read-only view of every journal (unsharded and each shard's): the whole dataset."""
+    prefixes = journal_prefixes(storage.list_files(CHECKPOINT_PREFIX))
+    return CheckpointJournal.open_all(storage, prefixes)
 
 
 def client_settings(config: HarvestConfig) -> ClientSettings:
@@ -250,10 +264,10 @@ async def run_harvest(
             availability = await discover(client, config, gate)
             _write_json(
                 storage,
-                f"{HARVEST_DIR}/devices.json",
+                state_key(config.shard, DEVICES_NAME),
                 [{"uuid": d.uuid, "type": d.type, "name": d.name} for d in availability],
             )
-            record_availability(storage, availability)
+            record_availability(storage, availability, config.shard)
             crashpoints.hit("planning")
             plan = make_plan(config, availability, journal, storage)
             summary.devices, summary.days = plan.devices, plan.days

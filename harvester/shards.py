@@ -17,8 +17,9 @@ from typing import Final
 
 from harvester.models import Device
 
-CHECKPOINT_PREFIX: Final = "_harvest/checkpoint"
-LOCK_KEY: Final = "_harvest/lock"
+HARVEST_DIR: Final = "_harvest"
+CHECKPOINT_PREFIX: Final = f"{HARVEST_DIR}/checkpoint"
+LOCK_KEY: Final = f"{HARVEST_DIR}/lock"
 
 _SHARD = re.compile(r"^\s*(\d+)\s*/\s*(\d+)\s*$")
 
@@ -90,3 +91,24 @@ def journal_prefixes(keys: Sequence[str]) -> list[str]:
         ):
             found.add(folder)
     return sorted(found)
+
+
+def state_key(shard: Shard | None, name: str) -> str:
+    """Where a run keeps the state file ``name`` (``devices.json``, ``availability.json``).
+
+    Each shard writes its own copy (``devices.shard-K-of-N.json``), so shards running at once
+    never overwrite one another's; readers merge every copy (``state_keys``).
+    """
+    if shard is None:
+        return f"{HARVEST_DIR}/{name}"
+    stem, _, extension = name.rpartition(".")
+    return f"{HARVEST_DIR}/{stem}.{shard.name}.{extension}"
+
+
+def state_keys(keys: Iterable[str], name: str) -> list[str]:
+    """Every copy of the state file ``name`` among ``keys``: the unsharded one and each shard's."""
+    stem, _, extension = name.rpartition(".")
+    pattern = re.compile(
+        rf"{HARVEST_DIR}/{re.escape(stem)}(\.shard-\d+-of-\d+)?\.{re.escape(extension)}"
+    )
+    return sorted(key for key in keys if pattern.fullmatch(key))

@@ -15,10 +15,12 @@ import pyarrow.dataset as ds
 import pytest
 
 from harvester import checkpoint
+from harvester.availability import read_availability
 from harvester.cli import main
 from harvester.config import resolve_config
 from harvester.errors import ConfigError
 from harvester.models import Device
+from harvester.report import read_devices
 from harvester.shards import (
     CHECKPOINT_PREFIX,
     Shard,
@@ -29,6 +31,7 @@ from harvester.shards import (
     parse_shard,
     shard_of,
 )
+from harvester.storage import LocalStorage
 from tests.support.plain_client import collect_all
 from tests.test_end_to_end import SimFactory, assert_same_records
 
@@ -147,3 +150,14 @@ def test_three_concurrent_shards_make_one_complete_archive(
     assert status["devices"] == 6
     assert status["days"] == status["days_complete"] == 18
     assert status["records"] == len(expected)
+    # Each shard's plan reads its own journal: nothing left to fetch.
+    with contextlib.redirect_stdout(io.StringIO()) as plan_out:
+        code = main(["plan", *common[4:], "--shard", "1/3"])
+    assert code == 0
+    assert "to fetch         0 windows" in plan_out.getvalue()
+    # The shards' device lists and day counts (written at once) are all kept, not the last one.
+    storage = LocalStorage(out)
+    assert {d.uuid for d in read_devices(storage)} == {
+        p.name[10:] for p in out.glob("*/device_id=*")
+    }
+    assert len(read_availability(storage)) == 6

@@ -28,6 +28,7 @@ from harvester.runner import (
     open_storage,
     run_harvest,
 )
+from harvester.shards import checkpoint_prefix
 
 log = structlog.get_logger(__name__)
 
@@ -52,7 +53,9 @@ def _plan(args: argparse.Namespace) -> int:
 async def _plan_async(config: HarvestConfig) -> int:
     settings = client_settings(config)
     storage = open_storage(config)
-    journal = CheckpointJournal.open(storage, "plan", compact=False)
+    journal = CheckpointJournal.open(
+        storage, "plan", prefix=checkpoint_prefix(config.shard), compact=False
+    )
     async with SensitClient(settings) as client:
         availability = await discover(client, config, RequestGate(config.rps))
     plan = make_plan(config, availability, journal, storage)

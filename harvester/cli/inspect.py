@@ -9,7 +9,6 @@ from typing import Any
 
 import orjson
 
-from harvester.checkpoint import CheckpointJournal
 from harvester.checkpoint_state import DayProgress
 from harvester.cli.common import (
     add_common_options,
@@ -20,8 +19,13 @@ from harvester.cli.common import (
 from harvester.client import SensitClient
 from harvester.config import HarvestConfig
 from harvester.pool import RequestGate
-from harvester.runner import HARVEST_DIR, client_settings, discover, open_existing_storage
-from harvester.shards import CHECKPOINT_PREFIX, journal_prefixes
+from harvester.runner import (
+    client_settings,
+    discover,
+    open_existing_storage,
+    read_all_checkpoints,
+)
+from harvester.shards import HARVEST_DIR
 from harvester.verify import compare, format_mismatches
 
 
@@ -83,9 +87,7 @@ def _status(args: argparse.Namespace) -> int:
     setup_logging(args)
     config = load_config(args)
     storage = open_existing_storage(config)
-    # Every journal: the unsharded one and each shard's, so status sees the whole dataset.
-    prefixes = journal_prefixes(storage.list_files(CHECKPOINT_PREFIX))
-    journal = CheckpointJournal.open_all(storage, prefixes)
+    journal = read_all_checkpoints(storage)
     status = summarize(journal.days())
     runs = sorted(k for k in storage.list_files(f"{HARVEST_DIR}/runs/") if k.endswith(".json"))
     last_run = orjson.loads(storage.read_bytes(runs[-1])) if runs else None

@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any
 
 from harvester.availability import DayCounts, read_availability
-from harvester.checkpoint import CheckpointJournal
 from harvester.cli.common import add_common_options, load_config, setup_logging
 from harvester.client import SensitClient
 from harvester.config import HarvestConfig
@@ -22,7 +21,13 @@ from harvester.pool import RequestGate
 from harvester.report import Coverage, build_coverage, read_devices, stored_rows, summary_line
 from harvester.report_html import write_html
 from harvester.report_png import write_png
-from harvester.runner import HARVEST_DIR, client_settings, discover, open_storage
+from harvester.runner import (
+    client_settings,
+    discover,
+    open_storage,
+    read_all_checkpoints,
+)
+from harvester.shards import HARVEST_DIR
 
 PNG_NAME = "coverage.png"
 HTML_NAME = "coverage.html"
@@ -74,7 +79,7 @@ def collect(config: HarvestConfig, *, verify: bool = False) -> Coverage:
     storage = open_storage(config)
     if not storage.list_files(f"{HARVEST_DIR}/"):
         raise StorageError(f"no archive at --out {config.out}: run 'harvester run' first")
-    journal = CheckpointJournal.open(storage, "report", compact=False)
+    journal = read_all_checkpoints(storage)
     devices = read_devices(storage)
     server_days: DayCounts = (
         asyncio.run(_server_days(config)) if verify else read_availability(storage)
