@@ -42,10 +42,11 @@ class DayAvailability:
 class WindowJob:
     """One records request: ``[start, end)`` inside one slot of the UTC 2-hour grid.
 
-    ``start``/``end`` are the slot's bounds unless a range edge clipped them. ``day_count``
-    and ``day_last_record`` are what the server reported for the UTC day when it was
-    planned; ``sealed`` says the device had already sent data after ``end``, so the window
-    is not expected to grow.
+    ``start``/``end`` are the slot's bounds unless a range edge clipped them. ``day_count`` is
+    the server's count for the UTC day when it was planned. ``reported_until`` is how far the
+    device is known to have reported: the day's last record, or the day's end when it has
+    data on a later day. ``sealed`` says the device had already sent data after ``end``, so
+    the window is not expected to grow.
     """
 
     device: Device
@@ -53,11 +54,11 @@ class WindowJob:
     start: dt.datetime
     end: dt.datetime
     day_count: int
-    day_last_record: dt.datetime
+    reported_until: dt.datetime
 
     @property
     def sealed(self) -> bool:
-        return self.end <= self.day_last_record
+        return self.end <= self.reported_until
 
 
 @dataclass(frozen=True, slots=True)

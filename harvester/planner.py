@@ -129,6 +129,7 @@ def plan_windows(
     jobs: list[WindowJob] = []
     days = windows_total = windows_reused = days_complete = 0
     for device, available in availability.items():
+        latest_day = max((a.day for a in available), default=None)
         for day_info in sorted(available, key=lambda a: a.day):
             if not day_overlaps(day_info.day, lo, hi):
                 continue
@@ -146,7 +147,13 @@ def plan_windows(
                     start=start,
                     end=end,
                     day_count=day_info.count,
-                    day_last_record=day_info.last_record,
+                    # A device with data on a later day has moved past this whole day: all
+                    # its windows are sealed, so late data is caught by the count rule at once.
+                    reported_until=(
+                        day_info.last_record
+                        if day_info.day == latest_day
+                        else day_bounds(day_info.day)[1]
+                    ),
                 )
                 for start, end in decision.fetch
             )

@@ -102,8 +102,9 @@ def test_fresh_plan_covers_every_slot_of_every_day_with_data() -> None:
     assert (plan.devices, plan.days, plan.windows_total) == (1, 2, 24)
     assert (plan.windows_reused, plan.days_complete) == (0, 0)
     assert all(j.day_count == 1440 for j in plan.jobs)
-    # The last slot ends at midnight, after the day's last record (23:59): it stays open.
-    assert [j.sealed for j in plan.jobs] == ([True] * 11 + [False]) * 2
+    # The device has moved past the first day: all sealed. On its latest day the last slot
+    # ends at midnight, after the last record (23:59): it stays open.
+    assert [j.sealed for j in plan.jobs] == [True] * 12 + [True] * 11 + [False]
 
 
 def test_second_plan_after_everything_finished_is_empty() -> None:
@@ -401,3 +402,18 @@ def test_repeated_runs_converge_on_exactly_the_servers_records(
         if whole_day:
             stored = checkpoint.finished_for(SPOD.uuid, a.day)
             assert sum(f.records for f in stored) == a.count
+
+
+def test_late_data_in_a_day_the_device_has_moved_past_is_found_in_one_run() -> None:
+    """With data on a later day, every window of the day is sealed: late data refetches it all."""
+    server = FakeServer()
+    checkpoint = FakeCheckpoint()
+    next_day = DAY + dt.timedelta(days=1)
+    server.add(SPOD, every_minute(at(0), at(6, day=next_day)))
+    fetch_all(
+        plan_windows(server.availability(), None, None, checkpoint.finished_for), server, checkpoint
+    )
+    assert checkpoint.finished_for(SPOD.uuid, DAY)[-1].sealed
+    server.add(SPOD, [at(5, 0) + dt.timedelta(seconds=30)])
+    plan = plan_windows(server.availability(), None, None, checkpoint.finished_for)
+    assert [span for span in spans(plan.jobs) if span[0].date() == DAY] == grid_slots(DAY)
