@@ -9,11 +9,7 @@ The password and the token never enter an exception message, a log event or a ``
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import datetime as dt
-import email.utils
-import math
 import re
 import ssl
 import time
@@ -21,7 +17,7 @@ from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import Any, Final, TypeGuard
+from typing import Any, Final
 
 import aiohttp
 import orjson
@@ -41,7 +37,8 @@ from harvester.errors import (
     TransportError,
 )
 from harvester.models import DEVICE_TYPES, DayAvailability, Device
-from harvester.windows import format_api_time, parse_iso_utc
+from harvester.windows import format_api_time
+from harvester.wire import day_entry, jwt_claims, number, parse_retry_after, short_json
 
 log = structlog.get_logger(__name__)
 
@@ -137,42 +134,6 @@ class _Reply:
     location: str | None
 
 
-def parse_retry_after(value: str | None, now: dt.datetime) -> float | None:
-    """Seconds to wait from a ``Retry-After`` header (delta-seconds or HTTP-date), else None."""
-    if value is None:
-        return None
-    text = value.strip()
-    try:
-        seconds = float(text)
-    except ValueError:
-        try:
-            when = email.utils.parsedate_to_datetime(text)
-        except (TypeError, ValueError, IndexError):
-            return None
-        if when.tzinfo is None:
-            when = when.replace(tzinfo=dt.UTC)
-        return max(0.0, (when - now).total_seconds())
-    return seconds if math.isfinite(seconds) and seconds >= 0 else None
-
-
-def _jwt_claims(token: str) -> dict[str, Any] | None:
-    """The JWT payload, decoded without verification (we only read ``exp``/``iat``)."""
-    parts = token.split(".")
-    if len(parts) != 3:
-        return None
-    try:
-        claims = orjson.loads(base64.urlsafe_b64decode(parts[1] + "=" * (-len(parts[1]) % 4)))
-    except (binascii.Error, ValueError):
-        return None
-    return claims if isinstance(claims, dict) else None
-
-
-def _number(value: object) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    return float(value)
-
-
 class SensitClient:
     """SENSIT Connect over one aiohttp session; use as ``async with SensitClient(s) as c``.
 
@@ -255,7 +216,7 @@ class SensitClient:
         for item in self._json_array(reply, what):
             uuid, kind = item.get("uuid"), item.get("type")
             if isinstance(uuid, bool) or not isinstance(uuid, str | int) or not str(uuid):
-                raise self._shape(f"{what}: a device has no usable 'uuid': {_short(item)}")
+                raise self._shape(f"{what}: a device has no usable 'uuid': {short_json(item)}")
             if not isinstance(kind, str):
                 raise self._shape(f"{what}: device {uuid} has no 'type'")
             if kind not in DEVICE_TYPES:
@@ -367,8 +328,8 @@ class SensitClient:
         With ``iat`` the token's life is ``exp - iat`` counted from receipt, so a skewed
         local wall clock cannot make every call re-sign-in. Opaque tokens rely on 401s.
         """
-        claims = _jwt_claims(token) or {}
-        exp, iat = _number(claims.get("exp")), _number(claims.get("iat"))
+        claims = jwt_claims(token) or {}
+        exp, iat = number(claims.get("exp")), number(claims.get("iat"))
         if exp is None:
             log.info("token_without_exp", note="relying on 401 to refresh")
             return None
@@ -531,26 +492,14 @@ class SensitClient:
                 f"{what}: body is not JSON ({reply.content_type}, {len(reply.body)} bytes: {exc})"
             ) from None
         if not isinstance(items, list) or not all(isinstance(i, dict) for i in items):
-            raise self._shape(f"{what}: expected a JSON array of objects, got {_short(items)}")
+            raise self._shape(f"{what}: expected a JSON array of objects, got {short_json(items)}")
         return items
 
     def _day(self, item: Mapping[str, Any], what: str) -> DayAvailability:
-        key, count, last = item.get("_id"), item.get("count"), item.get("date")
         try:
-            if not isinstance(key, dict):
-                raise TypeError("no '_id' object")
-            year, month, day_of_month = (key.get(k) for k in ("year", "month", "day"))
-            if not (_is_int(year) and _is_int(month) and _is_int(day_of_month)):
-                raise TypeError("'_id' needs integer year, month and day")
-            day = dt.date(year, month, day_of_month)
-            if not _is_int(count) or count < 0:
-                raise TypeError("'count' is not a non-negative integer")
-            if not isinstance(last, str):
-                raise TypeError("'date' is not a timestamp string")
-            last_record = parse_iso_utc(last)
+            return day_entry(item)
         except (TypeError, ValueError, OverflowError, ShapeError) as exc:
-            raise self._shape(f"{what}: bad entry {_short(item)}: {exc}") from None
-        return DayAvailability(day, count, last_record)
+            raise self._shape(f"{what}: bad entry {short_json(item)}: {exc}") from None
 
 
 def _env_proxy(url: yarl.URL) -> tuple[yarl.URL | None, aiohttp.BasicAuth | None]:
@@ -559,12 +508,3 @@ def _env_proxy(url: yarl.URL) -> tuple[yarl.URL | None, aiohttp.BasicAuth | None
         return aiohttp.helpers.get_env_proxy_for_url(url)
     except LookupError:
         return None, None
-
-
-def _is_int(value: object) -> TypeGuard[int]:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _short(value: object) -> str:
-    text = orjson.dumps(value, default=str).decode()
-    return text if len(text) <= 120 else text[:120] + "…"

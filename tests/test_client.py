@@ -22,7 +22,7 @@ from aiohttp import web
 from structlog.testing import capture_logs
 
 from harvester import __version__
-from harvester.client import ClientSettings, SensitClient, parse_retry_after
+from harvester.client import ClientSettings, SensitClient
 from harvester.errors import (
     AuthError,
     ConfigError,
@@ -478,17 +478,6 @@ async def test_429_with_http_date_retry_after(serve: Servers) -> None:
             await client.fetch_window(SPOD, T0, T0 + dt.timedelta(hours=2))
     assert caught.value.retry_after is not None
     assert 100 <= caught.value.retry_after <= 121
-
-
-def test_parse_retry_after_edge_cases() -> None:
-    """Seconds and HTTP-dates parse; past dates wait 0; negative, NaN and junk give None."""
-    now = dt.datetime(2024, 2, 5, 12, tzinfo=dt.UTC)
-    assert parse_retry_after("120", now) == 120.0
-    assert parse_retry_after(" 3 ", now) == 3.0
-    assert parse_retry_after("Mon, 05 Feb 2024 12:01:30 GMT", now) == 90.0
-    assert parse_retry_after("Mon, 05 Feb 2024 11:00:00 GMT", now) == 0.0
-    for junk in (None, "", "-5", "nan", "inf", "tomorrow", "Mon, 99 Foo 2024"):
-        assert parse_retry_after(junk, now) is None
 
 
 @pytest.mark.parametrize("status", [500, 502, 503])

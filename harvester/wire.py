@@ -1,0 +1,86 @@
+"""PURE  Decoding the API's small wire formats: Retry-After, JWT claims, available-date entries.
+
+The client (the aiohttp boundary) calls these and turns their ``ValueError``/``TypeError`` into
+the project's ``ShapeError``; keeping them here keeps them testable without a server.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import datetime as dt
+import email.utils
+import math
+from collections.abc import Mapping
+from typing import Any, TypeGuard
+
+import orjson
+
+from harvester.models import DayAvailability
+from harvester.windows import parse_iso_utc
+
+
+def parse_retry_after(value: str | None, now: dt.datetime) -> float | None:
+    """Seconds to wait from a ``Retry-After`` header (delta-seconds or HTTP-date), else None."""
+    if value is None:
+        return None
+    text = value.strip()
+    try:
+        seconds = float(text)
+    except ValueError:
+        try:
+            when = email.utils.parsedate_to_datetime(text)
+        except (TypeError, ValueError, IndexError):
+            return None
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=dt.UTC)
+        return max(0.0, (when - now).total_seconds())
+    return seconds if math.isfinite(seconds) and seconds >= 0 else None
+
+
+def jwt_claims(token: str) -> dict[str, Any] | None:
+    """The JWT payload, decoded without verification (we only read ``exp``/``iat``)."""
+    parts = token.split(".")
+    if len(parts) != 3:
+        return None
+    try:
+        claims = orjson.loads(base64.urlsafe_b64decode(parts[1] + "=" * (-len(parts[1]) % 4)))
+    except (binascii.Error, ValueError):
+        return None
+    return claims if isinstance(claims, dict) else None
+
+
+def number(value: object) -> float | None:
+    """A JSON number as a float; None for anything else (booleans included)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value)
+
+
+def is_int(value: object) -> TypeGuard[int]:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def day_entry(item: Mapping[str, Any]) -> DayAvailability:
+    """One ``{"_id": {year, month, day}, "count", "date"}`` entry of the available dates.
+
+    Raises ``TypeError``/``ValueError`` (or ``ShapeError`` for the timestamp) naming the fault.
+    """
+    key, count, last = item.get("_id"), item.get("count"), item.get("date")
+    if not isinstance(key, dict):
+        raise TypeError("no '_id' object")
+    year, month, day_of_month = (key.get(k) for k in ("year", "month", "day"))
+    if not (is_int(year) and is_int(month) and is_int(day_of_month)):
+        raise TypeError("'_id' needs integer year, month and day")
+    day = dt.date(year, month, day_of_month)
+    if not is_int(count) or count < 0:
+        raise TypeError("'count' is not a non-negative integer")
+    if not isinstance(last, str):
+        raise TypeError("'date' is not a timestamp string")
+    return DayAvailability(day, count, parse_iso_utc(last))
+
+
+def short_json(value: object) -> str:
+    """At most 120 characters of ``value`` as JSON, for one-line error messages."""
+    text = orjson.dumps(value, default=str).decode()
+    return text if len(text) <= 120 else text[:120] + "…"

@@ -1,0 +1,74 @@
+"""Decoding the API's wire formats: Retry-After, JWT claims, available-date entries."""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+
+import orjson
+import pytest
+
+from harvester.errors import ShapeError
+from harvester.wire import day_entry, jwt_claims, number, parse_retry_after, short_json
+
+
+def test_parse_retry_after_edge_cases() -> None:
+    """Seconds and HTTP-dates parse; past dates wait 0; negative, NaN and junk give None."""
+    now = dt.datetime(2024, 2, 5, 12, tzinfo=dt.UTC)
+    assert parse_retry_after("120", now) == 120.0
+    assert parse_retry_after(" 3 ", now) == 3.0
+    assert parse_retry_after("Mon, 05 Feb 2024 12:01:30 GMT", now) == 90.0
+    assert parse_retry_after("Mon, 05 Feb 2024 11:00:00 GMT", now) == 0.0
+    for junk in (None, "", "-5", "nan", "inf", "tomorrow", "Mon, 99 Foo 2024"):
+        assert parse_retry_after(junk, now) is None
+
+
+def test_jwt_claims_are_read_without_verification() -> None:
+    """The payload of a three-part token is decoded; anything else gives None."""
+    payload = base64.urlsafe_b64encode(orjson.dumps({"exp": 20, "iat": 10})).rstrip(b"=")
+    assert jwt_claims(f"h.{payload.decode()}.sig") == {"exp": 20, "iat": 10}
+    assert jwt_claims("not-a-jwt") is None
+    assert jwt_claims("h.%%%.sig") is None
+    listed = base64.urlsafe_b64encode(b"[1]").decode()
+    assert jwt_claims(f"h.{listed}.sig") is None
+
+
+def test_number_refuses_booleans_and_text() -> None:
+    """Only JSON numbers are numbers; True is not 1 here."""
+    assert number(3) == 3.0
+    assert number(2.5) == 2.5
+    assert number(True) is None
+    assert number("3") is None
+
+
+def test_day_entry_reads_the_documented_shape() -> None:
+    """A Mongo-style {_id: {year, month, day}, count, date} entry becomes a DayAvailability."""
+    entry = day_entry(
+        {"_id": {"year": 2023, "month": 9, "day": 29}, "count": 7, "date": "2023-09-29T23:59:00Z"}
+    )
+    assert entry.day == dt.date(2023, 9, 29)
+    assert entry.count == 7
+    assert entry.last_record == dt.datetime(2023, 9, 29, 23, 59, tzinfo=dt.UTC)
+
+
+@pytest.mark.parametrize(
+    "item",
+    [
+        {"count": 1, "date": "2023-09-29T00:00:00Z"},
+        {"_id": {"year": 2023, "month": 9, "day": True}, "count": 1, "date": "2023-09-29"},
+        {"_id": {"year": 2023, "month": 2, "day": 30}, "count": 1, "date": "2023-02-28"},
+        {"_id": {"year": 2023, "month": 9, "day": 29}, "count": -1, "date": "2023-09-29"},
+        {"_id": {"year": 2023, "month": 9, "day": 29}, "count": 1, "date": 5},
+        {"_id": {"year": 2023, "month": 9, "day": 29}, "count": 1, "date": "yesterday"},
+    ],
+)
+def test_day_entry_refuses_malformed_entries(item: dict[str, object]) -> None:
+    """Every malformed entry raises an error the client turns into a ShapeError."""
+    with pytest.raises((TypeError, ValueError, ShapeError)):
+        day_entry(item)
+
+
+def test_short_json_is_bounded() -> None:
+    """Error excerpts of values stay one short line."""
+    assert short_json({"a": 1}) == '{"a":1}'
+    assert len(short_json("x" * 500)) == 121
