@@ -187,28 +187,45 @@ async def _reset_midway(request: web.Request, body: bytes) -> web.StreamResponse
     return response
 
 
+@dataclass(frozen=True)
+class _DataCall:
+    """An authorised data call with a JSON object body naming a device."""
+
+    raw: bytes
+    body: dict[str, Any]
+    uuid: str
+
+
+async def _data_call(request: web.Request) -> _DataCall | web.StreamResponse:
+    """The checks every data route starts with; an error response when one fails."""
+    refusal = _refusal(request)
+    if refusal is not None:
+        return refusal
+    raw, body = await _json_object(request)
+    if body is None:
+        return _error(400, "the body must be a JSON object")
+    uuid = _device_uuid(body)
+    if uuid is None:
+        return _error(400, "DeviceId is required")
+    return _DataCall(raw, body, uuid)
+
+
 def _available_dates(device_type: str) -> Handler:
     async def handle(request: web.Request) -> web.StreamResponse:
-        refusal = _refusal(request)
-        if refusal is not None:
-            return refusal
+        call = await _data_call(request)
+        if not isinstance(call, _DataCall):
+            return call
         state = request.app[STATE]
-        raw, body = await _json_object(request)
-        if body is None:
-            return _error(400, "the body must be a JSON object")
-        uuid = _device_uuid(body)
-        zone_name = body.get("Timezone")
-        if uuid is None:
-            return _error(400, "DeviceId is required")
+        zone_name = call.body.get("Timezone")
         if not isinstance(zone_name, str) or not zone_name:
             return _error(400, "Timezone is required (an IANA name such as America/Chicago)")
         try:
             zone = ZoneInfo(zone_name)
         except (ZoneInfoNotFoundError, ValueError):
             return _error(400, f"unknown time zone {zone_name!r}")
-        fault = state.faults.decide(request.path, raw)
-        device = state.data.find(uuid, device_type)
-        if device is None or body.get("DeviceType", device_type) != device_type:
+        fault = state.faults.decide(request.path, call.raw)
+        device = state.data.find(call.uuid, device_type)
+        if device is None or call.body.get("DeviceType", device_type) != device_type:
             return await _deliver(request, fault, b"[]", 0)
         return await _deliver(request, fault, state.data.available_dates(device, zone), 0)
 
@@ -217,21 +234,15 @@ def _available_dates(device_type: str) -> Handler:
 
 def _records(device_type: str) -> Handler:
     async def handle(request: web.Request) -> web.StreamResponse:
-        refusal = _refusal(request)
-        if refusal is not None:
-            return refusal
+        call = await _data_call(request)
+        if not isinstance(call, _DataCall):
+            return call
         state = request.app[STATE]
-        raw, body = await _json_object(request)
-        if body is None:
-            return _error(400, "the body must be a JSON object")
-        uuid = _device_uuid(body)
-        if uuid is None:
-            return _error(400, "DeviceId is required")
         bounds: list[int] = []
         for name in ("StartDate", "EndDate"):
-            if name not in body:
+            if name not in call.body:
                 return _error(400, f"{name} is required")
-            moment = parse_api_time(body[name])
+            moment = parse_api_time(call.body[name])
             if moment is None:
                 return _error(400, f"{name} must be 'YYYY-MM-DD HH:MM:SS' (UTC)")
             bounds.append(moment)
@@ -240,9 +251,9 @@ def _records(device_type: str) -> Handler:
             return _error(400, "EndDate is before StartDate")
         if end - start > state.options.max_window_h * 3600:
             return _error(400, f"a window may span at most {state.options.max_window_h:g} h")
-        fault = state.faults.decide(request.path, raw)
-        device = state.data.find(uuid, device_type)
-        if device is None or body.get("DeviceType", device_type) != device_type:
+        fault = state.faults.decide(request.path, call.raw)
+        device = state.data.find(call.uuid, device_type)
+        if device is None or call.body.get("DeviceType", device_type) != device_type:
             return await _deliver(request, fault, EMPTY_WINDOW, 0)
         payload, records = state.data.window(device, start, end)
         return await _deliver(request, fault, payload, records)
