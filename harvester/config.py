@@ -57,7 +57,7 @@ class HarvestConfig:
     base_url: str = DEFAULT_BASE_URL
     email: str | None = None
     password: Secret | None = None
-    # A folder, or a URI that pyarrow.fs resolves (s3://bucket/prefix); see storage_for.
+    # A folder, or a URI pyarrow.fs resolves (s3://bucket/prefix): objectstore.open_location.
     out: str = "sensit-data"
     s3_endpoint: str | None = None
     shard: Shard | None = None
