@@ -9,7 +9,6 @@ tokens; the reference is the plain client on a fault-free simulator of the same 
 from __future__ import annotations
 
 import random
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -23,11 +22,10 @@ from tests.support.crash_harness import (
     run_until_complete,
 )
 from tests.support.plain_client import collect_all
-from tests.support.simproc import SimulatorProcess
+from tests.support.simproc import SimFactory
 
 pytestmark = pytest.mark.slow
 
-SimFactory = Callable[..., SimulatorProcess]
 # 3 devices x 3 days: ~90 windows, paced to a few seconds a run so that kills land mid-run.
 FLEET = {"seed": 21, "devices": 3, "days": 3, "cadence_s": 600}
 RUN = ("--rps", "50", "--concurrency", "4")

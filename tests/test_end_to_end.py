@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import datetime as dt
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -20,9 +19,9 @@ import pytest
 
 from harvester.cli import main
 from tests.support import inproc
-from tests.support.inproc import record_requests
+from tests.support.inproc import assert_same_records, record_requests
 from tests.support.plain_client import collect_all, list_devices, sign_in
-from tests.support.simproc import SimulatorProcess
+from tests.support.simproc import SimFactory, SimulatorProcess
 
 pytestmark = pytest.mark.slow
 
@@ -37,20 +36,6 @@ def harvest(
 
 def archive(out: Path) -> pa.Table:
     return ds.dataset(out, format="parquet", partitioning="hive").to_table()
-
-
-def assert_same_records(table: pa.Table, expected: dict[str, dict[str, Any]]) -> None:
-    """The archive holds exactly the expected records, each once, with the same times."""
-    ids = table.column("_id").to_pylist()
-    assert len(ids) == len(set(ids)), "a record is stored twice"
-    assert set(ids) == set(expected)
-    stored = dict(zip(ids, table.column("date").to_pylist(), strict=True))
-    for record_id, record in expected.items():
-        when = dt.datetime.fromisoformat(record["date"].replace("Z", "+00:00"))
-        assert stored[record_id] == when
-
-
-SimFactory = Callable[..., SimulatorProcess]
 
 
 def reference(simulator: SimFactory, **options: Any) -> dict[str, dict[str, Any]]:

@@ -8,7 +8,6 @@ again and ends exact — never a crash, never silently trusted.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable
 from pathlib import Path
 
 import pyarrow as pa
@@ -22,9 +21,8 @@ from harvester.storage import LocalStorage
 from tests.support.crash_harness import EMAIL, PASSWORD, archive_problems
 from tests.support.inproc import harvest, record_requests
 from tests.support.plain_client import collect_all
-from tests.support.simproc import SimulatorProcess
+from tests.support.simproc import SimFactory, SimulatorProcess
 
-SimFactory = Callable[..., SimulatorProcess]
 FLEET = {"seed": 41, "devices": 3, "days": 2, "cadence_s": 600}
 DAY = dt.date(2024, 1, 1)
 DEVICE = Device(uuid="1001", type="SPOD", name="S")

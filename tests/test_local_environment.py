@@ -19,9 +19,8 @@ from harvester import crashpoints
 from tests.support.crash_harness import EMAIL, PASSWORD, LiveRun, archive_problems
 from tests.support.inproc import harvest
 from tests.support.plain_client import collect_all
-from tests.support.simproc import SimulatorProcess
+from tests.support.simproc import SimFactory, SimulatorProcess
 
-SimFactory = Callable[..., SimulatorProcess]
 FLEET = {"seed": 51, "devices": 3, "days": 2, "cadence_s": 600}
 
 

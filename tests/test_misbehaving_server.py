@@ -5,7 +5,6 @@ windows it gave up on, and the next run completes them; the archive is exact."""
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -14,11 +13,10 @@ import pytest
 from tests.support.crash_harness import EMAIL, PASSWORD, archive_problems
 from tests.support.inproc import harvest, record_requests
 from tests.support.plain_client import collect_all
-from tests.support.simproc import SimulatorProcess
+from tests.support.simproc import SimFactory
 
 pytestmark = pytest.mark.slow
 
-SimFactory = Callable[..., SimulatorProcess]
 SUMMARY = re.compile(r"requests (\d+) \((\d+) retries, (\d+) rate-limited, (\d+) sign-ins\)")
 FAILED = re.compile(r"^FAILED   device \w+ \S+ \.\. \S+ after \d+ attempts: .+$", re.MULTILINE)
 

@@ -24,10 +24,10 @@ from harvester.cli import main
 from harvester.errors import LockedError, StorageError
 from harvester.objectstore import ObjectStorage, explain, local_path, open_location, public_uri
 from harvester.storage import LocalStorage
+from tests.support.inproc import assert_same_records, record_requests
 from tests.support.plain_client import collect_all
 from tests.support.s3server import TEST_ENV, moto_server, new_bucket, s3_filesystem
-from tests.support.simproc import SimulatorProcess
-from tests.test_end_to_end import SimFactory, assert_same_records, record_requests
+from tests.support.simproc import SimFactory, SimulatorProcess
 
 
 @pytest.fixture(scope="module")

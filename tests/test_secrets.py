@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from collections.abc import Callable
 from pathlib import Path
 
 import pyarrow as pa
@@ -15,11 +14,10 @@ import pytest
 
 from tests.support.inproc import harvest
 from tests.support.plain_client import sign_in
-from tests.support.simproc import SimulatorProcess
+from tests.support.simproc import SimFactory
 
 pytestmark = pytest.mark.slow
 
-SimFactory = Callable[..., SimulatorProcess]
 PASSWORD = "Corr3ct-Horse-Battery-42"
 JWT_PREFIX = "eyJ"  # base64 of '{"': how every JWT (header and payload) starts
 

@@ -32,8 +32,9 @@ from harvester.shards import (
     shard_of,
 )
 from harvester.storage import LocalStorage
+from tests.support.inproc import assert_same_records
 from tests.support.plain_client import collect_all
-from tests.test_end_to_end import SimFactory, assert_same_records
+from tests.support.simproc import SimFactory
 
 UUIDS = [f"{n:04d}" for n in range(1000)]
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import signal
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -18,11 +18,10 @@ from tests.support.crash_harness import (
     run_until_complete,
 )
 from tests.support.plain_client import collect_all
-from tests.support.simproc import SimulatorProcess
+from tests.support.simproc import SimFactory
 
 pytestmark = pytest.mark.slow
 
-SimFactory = Callable[..., SimulatorProcess]
 FLEET = {"seed": 31, "devices": 3, "days": 3, "cadence_s": 600}
 # ~100 windows at 15 requests/s: several seconds of run to interrupt.
 RUN = ("--rps", "15", "--concurrency", "4")

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import io
 from pathlib import Path
 from typing import Any
+
+import pyarrow as pa
 
 from harvester.cli import main
 
@@ -32,3 +35,14 @@ def record_requests(stats: dict[str, Any]) -> int:
         if RECORDS_ROUTE in route
         for count in by_status.values()
     )
+
+
+def assert_same_records(table: pa.Table, expected: dict[str, dict[str, Any]]) -> None:
+    """The archive holds exactly the expected records, each once, with the same times."""
+    ids = table.column("_id").to_pylist()
+    assert len(ids) == len(set(ids)), "a record is stored twice"
+    assert set(ids) == set(expected)
+    stored = dict(zip(ids, table.column("date").to_pylist(), strict=True))
+    for record_id, record in expected.items():
+        when = dt.datetime.fromisoformat(record["date"].replace("Z", "+00:00"))
+        assert stored[record_id] == when

@@ -11,6 +11,7 @@ import sys
 import tempfile
 import threading
 import urllib.request
+from collections.abc import Callable
 from types import TracebackType
 from typing import Any
 
@@ -123,3 +124,7 @@ class SimulatorProcess:
         traceback: TracebackType | None,
     ) -> None:
         self.stop()
+
+
+#: The ``simulator`` fixture: ``simulator(seed=3, days=2)`` starts a simulator process.
+SimFactory = Callable[..., SimulatorProcess]
