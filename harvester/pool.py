@@ -18,7 +18,7 @@ import itertools
 import random
 from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import Executor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any, Final
 
 import pyarrow as pa
@@ -315,15 +315,4 @@ class WindowPool:
 
 def describe_stats(stats: PoolStats) -> dict[str, Any]:
     """The counters as a flat dict for the summary and the run manifest."""
-    return {
-        "windows_total": stats.windows_total,
-        "windows_done": stats.windows_done,
-        "windows_failed": stats.windows_failed,
-        "windows_abandoned": stats.windows_abandoned,
-        "days_written": stats.days_written,
-        "records": stats.records,
-        "bytes_written": stats.bytes_written,
-        "attempts": stats.attempts,
-        "retries": stats.retries,
-        "rate_limited": stats.rate_limited,
-    }
+    return {f.name: getattr(stats, f.name) for f in fields(stats) if f.name != "failures"}
