@@ -19,7 +19,7 @@ import random
 from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass, field, fields
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 import pyarrow as pa
 import structlog
@@ -42,6 +42,8 @@ from harvester.retrying import with_retries
 from harvester.sink import ParquetSink, WindowRows
 
 log = structlog.get_logger(__name__)
+
+T = TypeVar("T")
 
 FetchWindow = Callable[[WindowJob], Awaitable[bytes]]
 #: Bodies up to this size are parsed on the event loop (under 1 ms): a thread hop costs more
@@ -91,6 +93,17 @@ class RequestGate:
             # The slots stay booked, so the long-run rate is unchanged.
             if wait >= MIN_PACING_SLEEP_S:
                 await asyncio.sleep(wait)
+
+    async def send(self, request: Callable[[], Awaitable[T]]) -> T:
+        """``request()`` in its turn; a 429 slows the rate, a success lets it grow again."""
+        await self.wait_turn()
+        try:
+            result = await request()
+        except RateLimitedError:
+            self.on_rate_limited()
+            raise
+        self.on_success()
+        return result
 
     def on_success(self) -> None:
         now = asyncio.get_running_loop().time()
@@ -196,13 +209,7 @@ class WindowPool:
                 raise Interrupted("stopped before the next attempt")
             attempts += 1
             self.stats.attempts += 1
-            await self._gate.wait_turn()
-            try:
-                body = await self._fetch(job)
-            except RateLimitedError:
-                self._gate.on_rate_limited()
-                raise
-            self._gate.on_success()
+            body = await self._gate.send(lambda: self._fetch(job))
             crashpoints.hit("fetched")
             if len(body) <= INLINE_PARSE_MAX_BYTES:
                 return parse_window(body)

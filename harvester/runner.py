@@ -12,10 +12,10 @@ import os
 import socket
 import time
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 import structlog
@@ -47,6 +47,8 @@ from harvester.storage import LocalStorage, Storage
 from harvester.windows import local_days_to_utc
 
 log = structlog.get_logger(__name__)
+
+T = TypeVar("T")
 
 DEVICES_NAME = "devices.json"
 
@@ -156,12 +158,8 @@ async def discover(
     """
     policy = RetryPolicy(max_attempts=max(RetryPolicy().max_attempts, config.max_attempts))
 
-    async def paced(call: Callable[[], Any], what: str) -> Any:
-        async def attempt() -> Any:
-            await gate.wait_turn()
-            return await call()
-
-        return await with_retries(attempt, policy, what=what)
+    async def paced(call: Callable[[], Awaitable[T]], what: str) -> T:
+        return await with_retries(lambda: gate.send(call), policy, what=what)
 
     await paced(client.sign_in, "sign-in")
     listed = await paced(lambda: client.list_devices(config.device_type), "device list")

@@ -1,9 +1,12 @@
-"""RequestGate: request slots due within a timer's resolution are not slept for."""
+"""RequestGate: paced turns, and the rate learning from every request sent through it."""
 
 from __future__ import annotations
 
 import asyncio
 
+import pytest
+
+from harvester.errors import RateLimitedError
 from harvester.pool import RequestGate
 
 
@@ -29,3 +32,20 @@ async def test_a_later_slot_is_still_waited_for() -> None:
     await gate.wait_turn()
     assert yielded == [True]
     assert loop.time() - started >= 0.04
+
+
+async def test_send_returns_the_answer_and_a_429_slows_the_gate() -> None:
+    """Any request sent through the gate (a window, a dates call) feeds the adaptive rate."""
+    gate = RequestGate(100)
+
+    async def ok() -> str:
+        return "answer"
+
+    async def limited() -> str:
+        raise RateLimitedError("429", retry_after=None)
+
+    assert await gate.send(ok) == "answer"
+    assert gate.rate == 100
+    with pytest.raises(RateLimitedError):
+        await gate.send(limited)
+    assert gate.rate < 100
