@@ -7,9 +7,18 @@ import datetime as dt
 import orjson
 import pyarrow as pa
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from harvester import parse
 from harvester.errors import ShapeError
-from harvester.parse import build_array, parse_window
+from harvester.parse import (
+    SMALL_BODY_MAX_BYTES,
+    build_array,
+    decode_window,
+    parse_window,
+    type_windows,
+)
 
 UTC_MS = pa.timestamp("ms", tz="UTC")
 
@@ -131,6 +140,17 @@ def test_empty_objects_become_nulls() -> None:
     assert table.schema.field("cfg").type == pa.null()
 
 
+def test_lists_starting_with_null_keep_every_item_in_large_bodies() -> None:
+    """pyarrow.json builds `[null, 1]` and `[null, {}]` as invalid arrays (the leading null
+    is lost); such a large body is read by the object path, item for item."""
+    for first, rest, kept in (([None, 1], [2], [None, 1]), ([None, {}], [{}], [None, None])):
+        body = _body([_record(0, x=first), *(_record(i, x=rest) for i in range(1, 400))])
+        assert len(body) > SMALL_BODY_MAX_BYTES
+        table = parse_window(body)
+        table.validate(full=True)
+        assert table.column("x").to_pylist()[:2] == [kept, [None] if rest == [{}] else rest]
+
+
 def test_integers_beyond_64_bits_are_kept_as_floats() -> None:
     """Valid JSON with a huge integer (orjson refuses it) still parses."""
     table = parse_window(
@@ -138,6 +158,22 @@ def test_integers_beyond_64_bits_are_kept_as_floats() -> None:
         b'{"_id":"b","date":"2024-02-05T22:00:00Z","x":1,"y":"s"}]}'
     )
     assert table.column("x").to_pylist() == [1e20, 1.0]
+
+
+def test_integers_past_2_to_53_beside_floats_become_the_nearest_float() -> None:
+    """An integer a float cannot hold exactly, in a field that also holds floats, is rounded
+    as JSON readers round it (pa.array refuses it outright)."""
+    table = parse_window(
+        b'{"data":[{"_id":"a","date":"2024-02-05T22:00:00Z","x":[9007199254740993,0.5]},'
+        b'{"_id":"b","date":"2024-02-05T22:00:00Z","x":[1,"s"]}]}'
+    )
+    assert table.column("x").to_pylist() == [["9007199254740993", "0.5"], ["1", "s"]]
+    table = parse_window(
+        b'{"data":[{"_id":"a","date":"2024-02-05T22:00:00Z","x":9007199254740993},'
+        b'{"_id":"b","date":"2024-02-05T22:00:00Z","x":0.5,"y":true},'
+        b'{"_id":"c","date":"2024-02-05T22:00:00Z","y":1}]}'
+    )
+    assert table.column("x").to_pylist() == [9007199254740992.0, 0.5, None]
 
 
 @pytest.mark.parametrize(
@@ -183,3 +219,115 @@ def test_build_array_types_follow_the_schema_rules() -> None:
     assert build_array([None, None]).type == pa.null()
     assert build_array([[1], [2.5, 3]]).type == pa.list_(pa.float64())
     assert build_array([True, 1]).to_pylist() == ["true", "1"]
+
+
+_TIME_TEXTS = st.sampled_from(
+    [
+        "2024-01-01",
+        "2024-01-01T00:00:00",
+        "2024-01-01 10:20:30",
+        "2024-01-01T00:00:00Z",
+        "2024-01-01T00:00:00.250Z",
+        "2024-01-01T00:00:00+05:30",
+        "2024-02-30",
+        "2024-1-01",
+        "20240101",
+    ]
+)
+_SCALARS = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-(2**63), 2**64 - 1),
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.text(max_size=6),
+    _TIME_TEXTS,
+)
+_VALUES = st.recursive(
+    _SCALARS,
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=3),
+        st.dictionaries(st.sampled_from(["a", "b", "date"]), inner, max_size=3),
+    ),
+    max_leaves=6,
+)
+_DATES = st.sampled_from(
+    ["2024-02-05T22:00:01.000Z", "2024-02-05T22:00:01Z", "2024-02-05T23:00:01+01:00"]
+)
+
+
+@st.composite
+def _records(draw: st.DrawFn, dates: st.SearchStrategy[object] = _DATES) -> list[dict[str, object]]:
+    """Records sharing field names, each field drawn with one kind of value or several."""
+    fields = draw(st.lists(st.sampled_from(["x", "y", "z", "w"]), unique=True, max_size=4))
+    kinds = {name: draw(st.sampled_from([_SCALARS, _VALUES, _TIME_TEXTS])) for name in fields}
+    count = draw(st.integers(1, 6))
+    return [
+        {
+            "_id": f"{i:024x}",
+            "date": draw(dates),
+            **{name: draw(kinds[name]) for name in fields if draw(st.booleans())},
+        }
+        for i in range(count)
+    ]
+
+
+@settings(max_examples=300, deadline=None)
+@given(_records())
+def test_object_path_types_every_body_as_the_pyarrow_path_does(
+    records: list[dict[str, object]],
+) -> None:
+    """Whichever reader a body takes, it yields the same table, so a field's type never
+    depends on the size of its window; where pyarrow would read a text as a time, a small
+    body is handed to pyarrow."""
+    body = _body(records)
+    try:
+        by_arrow = parse._normalise(parse._read_arrow(body))
+    except pa.ArrowException:
+        return  # pyarrow refuses the body: both sizes take the object path
+    assert parse_window(body).equals(by_arrow)
+    try:
+        by_objects = parse._normalise(parse._table_of(parse._small_records(body)))
+    except parse._ArrowReadsTime:
+        return
+    assert by_objects.equals(by_arrow)
+
+
+def test_small_bodies_take_the_object_path_and_large_ones_pyarrow(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """pyarrow.json costs ~0.3 ms whatever the size, so only large bodies are given to it."""
+    readers: list[int] = []
+    real = parse._read_arrow
+
+    def spy(body: bytes) -> pa.Table:
+        readers.append(len(body))
+        return real(body)
+
+    monkeypatch.setattr(parse, "_read_arrow", spy)
+    small = _body([_record(i, temp=20.5) for i in range(3)])
+    large = _body([_record(i, temp=20.5) for i in range(2000)])
+    assert len(small) <= SMALL_BODY_MAX_BYTES < len(large)
+    parse_window(small)
+    assert readers == []
+    parse_window(large)
+    assert readers == [len(large)]
+    parse_window(_body([_record(0, calibrated="2024-01-01T00:00:00Z")]))
+    assert len(readers) == 2
+
+
+@settings(max_examples=300, deadline=None)
+@given(_records(dates=st.one_of(_DATES, st.sampled_from(["yesterday", "2024-02-30", 5, None]))))
+def test_decode_window_checks_and_types_as_parse_window_does(
+    records: list[dict[str, object]],
+) -> None:
+    """The pool's decode_window refuses exactly the bodies parse_window refuses, and what it
+    returns, once typed, is parse_window's table."""
+    body = _body(records)
+    try:
+        expected = parse_window(body)
+    except ShapeError:
+        with pytest.raises(ShapeError):
+            decode_window(body)
+        return
+    (typed,) = type_windows([decode_window(body)])
+    assert typed.equals(expected)
