@@ -85,8 +85,10 @@ class HarvestConfig:
 
     @property
     def effective_days_in_flight(self) -> int:
-        """Device-days buffered at once: enough to keep every worker busy, and no more."""
-        return self.days_in_flight or max(2, self.concurrency // 12 + 2)
+        """The most device-days open at once. The pool opens a day only when its workers are
+        about to run out of windows, so this ceiling matters for days of a few windows each,
+        which take many open days to keep every worker busy."""
+        return self.days_in_flight or max(2, self.concurrency // 2 + 2)
 
     def redacted(self) -> dict[str, Any]:
         """The settings as plain JSON-able values, with the password replaced."""

@@ -1,10 +1,12 @@
 """The bounded async worker pool: N workers, a paced request gate, retries, drain on stop.
 
-Jobs arrive ordered device-day by device-day. A producer admits at most ``days_in_flight``
-device-days at a time (that bounds memory however long the back-fill) and queues their
-windows; ``concurrency`` workers take windows, wait for their request slot, fetch with
-retries, and parse in a thread. When the last window of a day is settled, the day is written
-by the sink in a thread and only then recorded in the checkpoint.
+Jobs arrive ordered device-day by device-day. A producer queues a day's windows when the
+workers are about to run out of queued windows, and only while fewer than ``days_in_flight``
+days are open and their parsed windows hold less than ``held_bytes_budget`` (that bounds
+memory however long the back-fill, and however large its windows); ``concurrency`` workers
+take windows, wait for their request slot, fetch with retries, and parse (large bodies in a
+thread). When the last window of a day is settled, the day is written by the sink in a thread
+and only then recorded in the checkpoint.
 
 Stopping (``stop`` event set, e.g. by SIGINT): no new day is admitted, queued windows are
 abandoned (neither finished nor failed, so the next run plans them again), windows in flight
@@ -36,10 +38,10 @@ from harvester.errors import (
 )
 from harvester.models import FailedWindow, FinishedWindow, WindowJob
 from harvester.pacing import AdaptiveRate, RatePacer
-from harvester.parse import parse_window
+from harvester.parse import DecodedWindow, decode_window, parse_window, type_windows
 from harvester.retry import RetryPolicy
 from harvester.retrying import with_retries
-from harvester.sink import ParquetSink, WindowRows
+from harvester.sink import DayWriteResult, ParquetSink, WindowRows
 
 log = structlog.get_logger(__name__)
 
@@ -50,6 +52,10 @@ FetchWindow = Callable[[WindowJob], Awaitable[bytes]]
 #: than that in wall time, since the thread must win the GIL back from the loop (up to the
 #: 5 ms switch interval) each time pyarrow re-acquires it.
 INLINE_PARSE_MAX_BYTES: Final = 32 * 1024
+#: Parsed windows held for their day's write beyond which no further day is opened.
+HELD_BYTES_BUDGET: Final = 128 * 1024 * 1024
+#: Days always allowed open, whatever the budget: the one being fetched and the next.
+MIN_OPEN_DAYS: Final = 2
 #: Request slots due sooner than this are not waited for (see ``RequestGate.wait_turn``).
 MIN_PACING_SLEEP_S: Final = 0.001
 
@@ -117,9 +123,10 @@ class RequestGate:
 @dataclass
 class _DayBatch:
     jobs: list[WindowJob]
-    rows: dict[WindowJob, pa.Table] = field(default_factory=dict)
+    rows: dict[WindowJob, pa.Table | DecodedWindow] = field(default_factory=dict)
     failed: list[FailedWindow] = field(default_factory=list)
     settled: int = 0
+    held_bytes: int = 0
 
     @property
     def complete(self) -> bool:
@@ -142,6 +149,7 @@ class WindowPool:
         executor: Executor,
         stop: asyncio.Event,
         rand: Callable[[], float] = random.random,
+        held_bytes_budget: int = HELD_BYTES_BUDGET,
     ) -> None:
         self._fetch = fetch
         self._sink = sink
@@ -149,7 +157,11 @@ class WindowPool:
         self._gate = gate
         self._policy = policy
         self._concurrency = concurrency
-        self._day_slots = asyncio.Semaphore(days_in_flight)
+        self._days_in_flight = days_in_flight
+        self._held_bytes_budget = held_bytes_budget
+        self._open_days = 0
+        self._held_bytes = 0
+        self._room = asyncio.Event()
         self._executor = executor
         self._stop = stop
         self._rand = rand
@@ -177,18 +189,30 @@ class WindowPool:
 
     async def _produce(self, jobs: Sequence[WindowJob]) -> None:
         for _, group in itertools.groupby(jobs, key=lambda j: (j.device.uuid, j.day)):
-            await self._day_slots.acquire()
+            while not self._may_open_day():
+                self._room.clear()
+                await self._room.wait()
             if self._stop.is_set():
-                self._day_slots.release()
                 break
+            self._open_days += 1
             batch = _DayBatch(jobs=list(group))
             for job in batch.jobs:
                 self._queue.put_nowait((batch, job))
         for _ in range(self._concurrency):
             self._queue.put_nowait(None)
 
+    def _may_open_day(self) -> bool:
+        if self._open_days < MIN_OPEN_DAYS or self._stop.is_set():
+            return True
+        return (
+            self._queue.qsize() < self._concurrency
+            and self._open_days < self._days_in_flight
+            and self._held_bytes < self._held_bytes_budget
+        )
+
     async def _worker(self) -> None:
         while (item := await self._queue.get()) is not None:
+            self._room.set()
             batch, job = item
             if self._stop.is_set():
                 self.stats.windows_abandoned += 1
@@ -203,7 +227,7 @@ class WindowPool:
     async def _fetch_into(self, batch: _DayBatch, job: WindowJob) -> None:
         attempts = 0
 
-        async def attempt() -> pa.Table:
+        async def attempt() -> pa.Table | DecodedWindow:
             nonlocal attempts
             if self._stop.is_set():
                 raise Interrupted("stopped before the next attempt")
@@ -212,7 +236,7 @@ class WindowPool:
             body = await self._gate.send(lambda: self._fetch(job))
             crashpoints.hit("fetched")
             if len(body) <= INLINE_PARSE_MAX_BYTES:
-                return parse_window(body)
+                return decode_window(body)
             loop = asyncio.get_running_loop()
             return await loop.run_in_executor(self._executor, parse_window, body)
 
@@ -229,7 +253,7 @@ class WindowPool:
             )
 
         try:
-            batch.rows[job] = await with_retries(
+            table = await with_retries(
                 attempt,
                 self._policy,
                 what=f"window {job.device.uuid} {job.start:%Y-%m-%d %H:%M}",
@@ -260,6 +284,11 @@ class WindowPool:
                 attempts=attempts,
                 reason=str(exc),
             )
+        else:
+            batch.rows[job] = table
+            held = table.nbytes if isinstance(table, pa.Table) else table.body_bytes
+            batch.held_bytes += held
+            self._held_bytes += held
 
     async def _sleep_unless_stopped(self, delay: float) -> None:
         # A back-off may be long; a stop must not wait for it.
@@ -273,18 +302,23 @@ class WindowPool:
             self._fatal = exc
         self._stop.set()
 
+    def _type_and_write(self, batch: _DayBatch) -> DayWriteResult:
+        """In a thread: the day's windows typed together, then merged into its file."""
+        tables = type_windows(list(batch.rows.values()))
+        windows = [
+            WindowRows(job.start, job.end, table)
+            for job, table in zip(batch.rows, tables, strict=True)
+        ]
+        first = batch.jobs[0]
+        return self._sink.write_day(first.device, first.day, windows)
+
     async def _write_day(self, batch: _DayBatch) -> None:
         first = batch.jobs[0]
         try:
             finished: list[FinishedWindow] = []
             if batch.rows:
-                windows = [
-                    WindowRows(job.start, job.end, table) for job, table in batch.rows.items()
-                ]
                 loop = asyncio.get_running_loop()
-                result = await loop.run_in_executor(
-                    self._executor, self._sink.write_day, first.device, first.day, windows
-                )
+                result = await loop.run_in_executor(self._executor, self._type_and_write, batch)
                 finished = [
                     FinishedWindow(
                         device_uuid=job.device.uuid,
@@ -317,7 +351,9 @@ class WindowPool:
         except HarvesterError as exc:
             self._abort(exc)
         finally:
-            self._day_slots.release()
+            self._open_days -= 1
+            self._held_bytes -= batch.held_bytes
+            self._room.set()
 
 
 def describe_stats(stats: PoolStats) -> dict[str, Any]:

@@ -1,13 +1,23 @@
-"""RequestGate: paced turns, and the rate learning from every request sent through it."""
+"""RequestGate: paced turns, and the rate learning from every request sent through it.
+WindowPool: when it opens a device-day, and the bounds on open days and held windows."""
 
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
+import orjson
 import pytest
 
+from harvester.checkpoint import CheckpointJournal
 from harvester.errors import RateLimitedError
-from harvester.pool import RequestGate
+from harvester.models import Device, WindowJob
+from harvester.pool import RequestGate, WindowPool
+from harvester.retry import RetryPolicy
+from harvester.sink import ParquetSink, SchemaRegistry
+from harvester.storage import LocalStorage
 
 
 async def test_slots_due_within_a_millisecond_are_sent_without_yielding() -> None:
@@ -49,3 +59,155 @@ async def test_send_returns_the_answer_and_a_429_slows_the_gate() -> None:
     with pytest.raises(RateLimitedError):
         await gate.send(limited)
     assert gate.rate < 100
+
+
+def _jobs(days: int, windows_per_day: int) -> list[WindowJob]:
+    """Jobs of ``days`` device-days (one device each), ``windows_per_day`` 2-hour windows."""
+    day = dt.date(2024, 3, 1)
+    midnight = dt.datetime(2024, 3, 1, tzinfo=dt.UTC)
+    return [
+        WindowJob(
+            device=Device(uuid=str(1000 + d), type="SPOD", name=f"pod {d}"),
+            day=day,
+            start=midnight + dt.timedelta(hours=2 * w),
+            end=midnight + dt.timedelta(hours=2 * w + 2),
+            day_count=windows_per_day,
+            reported_until=midnight + dt.timedelta(days=1),
+        )
+        for d in range(days)
+        for w in range(windows_per_day)
+    ]
+
+
+class _Server:
+    """A fake fetch: ``records`` records per window after a short wait, or, with
+    ``hold_back``, windows after a day's first wait for ``release``. Counts what is in flight."""
+
+    def __init__(self, records: int = 1, *, hold_back: bool = False) -> None:
+        self.records = records
+        self.hold_back = hold_back
+        self.release = asyncio.Event()
+        self.held_back = asyncio.Event()
+        self.in_flight = 0
+        self.most_in_flight = 0
+
+    async def fetch(self, job: WindowJob) -> bytes:
+        self.in_flight += 1
+        self.most_in_flight = max(self.most_in_flight, self.in_flight)
+        if not self.hold_back:
+            await asyncio.sleep(0.002)
+        elif job.start.hour > 0:
+            self.held_back.set()
+            await self.release.wait()
+        self.in_flight -= 1
+        stamp = job.start + dt.timedelta(minutes=1)
+        data = [
+            {"_id": f"{job.device.uuid}{stamp:%H}{i:06d}", "date": f"{stamp:%Y-%m-%dT%H:%M}Z"}
+            for i in range(self.records)
+        ]
+        return orjson.dumps({"data": data})
+
+
+class _PoolUnderTest:
+    """A WindowPool over a real sink and checkpoint in ``tmp_path``, fetching from a
+    ``_Server``, noting the most device-days it ever had open."""
+
+    def __init__(
+        self,
+        tmp_path: Path,
+        server: _Server,
+        *,
+        concurrency: int,
+        days_in_flight: int,
+        held_bytes_budget: int = 1 << 30,
+    ) -> None:
+        self.server = server
+        self.storage = LocalStorage(tmp_path)
+        self.journal = CheckpointJournal.open(self.storage, "pool-test")
+        self.executor = ThreadPoolExecutor(2)
+        self.most_open_days = 0
+        self.most_queued = 0
+        self.pool = WindowPool(
+            fetch=self._fetch,
+            sink=ParquetSink(self.storage, SchemaRegistry(self.storage)),
+            journal=self.journal,
+            gate=RequestGate(1e6),
+            policy=RetryPolicy(max_attempts=1),
+            concurrency=concurrency,
+            days_in_flight=days_in_flight,
+            executor=self.executor,
+            stop=asyncio.Event(),
+            held_bytes_budget=held_bytes_budget,
+        )
+
+    async def _fetch(self, job: WindowJob) -> bytes:
+        self.most_open_days = max(self.most_open_days, self.pool._open_days)
+        self.most_queued = max(self.most_queued, self.pool._queue.qsize())
+        return await self.server.fetch(job)
+
+    async def run(self, jobs: list[WindowJob]) -> None:
+        try:
+            await self.pool.run(jobs)
+        finally:
+            self.journal.close()
+            self.executor.shutdown()
+
+
+async def test_days_of_few_windows_keep_every_worker_busy(tmp_path: Path) -> None:
+    """Days of two windows each: the pool opens as many days as its 16 workers need, so all
+    16 are fetching at once (a fixed few open days would leave most of them idle)."""
+    server = _Server()
+    under_test = _PoolUnderTest(tmp_path, server, concurrency=16, days_in_flight=40)
+    await under_test.run(_jobs(days=40, windows_per_day=2))
+    assert under_test.pool.stats.windows_done == 80
+    assert server.most_in_flight == 16
+    assert under_test.most_open_days >= 8
+
+
+async def test_a_day_opens_only_when_the_workers_are_about_to_run_out(tmp_path: Path) -> None:
+    """Days of twelve windows with 4 workers: a day is queued only once fewer than 4 windows
+    wait, so no more than the first two days' (or 3 + 12) windows ever wait, although ten
+    days may be open."""
+    under_test = _PoolUnderTest(tmp_path, _Server(), concurrency=4, days_in_flight=10)
+    await under_test.run(_jobs(days=10, windows_per_day=12))
+    assert under_test.pool.stats.windows_done == 120
+    assert under_test.most_queued <= 24
+
+
+async def test_open_days_never_exceed_the_ceiling(tmp_path: Path) -> None:
+    """However many workers wait, no more than ``days_in_flight`` days are open at once."""
+    server = _Server()
+    under_test = _PoolUnderTest(tmp_path, server, concurrency=16, days_in_flight=5)
+    await under_test.run(_jobs(days=30, windows_per_day=1))
+    assert under_test.pool.stats.windows_done == 30
+    assert under_test.most_open_days == 5
+    assert server.most_in_flight == 5
+
+
+async def _until_held_back(server: _Server, windows: int) -> None:
+    while server.in_flight != windows:
+        server.held_back.clear()
+        await server.held_back.wait()
+
+
+@pytest.mark.parametrize(("budget", "open_days"), [(1, 8), (1 << 30, 12)])
+async def test_held_windows_beyond_the_budget_stop_new_days(
+    tmp_path: Path, budget: int, open_days: int
+) -> None:
+    """Days of two windows whose second answer is held back, so parsed first windows pile
+    up waiting for their day's write. With 16 workers the pool opens 8 days up front; past a
+    byte budget it opens no more (memory stays bounded however large the windows), while
+    without one it opens days up to its ceiling of 12."""
+    server = _Server(hold_back=True)
+    under_test = _PoolUnderTest(
+        tmp_path, server, concurrency=16, days_in_flight=12, held_bytes_budget=budget
+    )
+    run = asyncio.create_task(under_test.run(_jobs(days=12, windows_per_day=2)))
+    await asyncio.wait_for(_until_held_back(server, open_days), timeout=10)
+    for _ in range(20):
+        await asyncio.sleep(0)
+    assert under_test.pool._open_days == open_days
+    assert server.in_flight == open_days
+    server.release.set()
+    await run
+    assert under_test.pool.stats.windows_done == 24

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import tempfile
 from pathlib import Path
 
 import duckdb
@@ -12,10 +13,12 @@ import pyarrow as pa
 import pyarrow.dataset as pds
 import pyarrow.parquet as pq
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from structlog.testing import capture_logs
 
 from harvester.models import Device
-from harvester.parse import parse_window
+from harvester.parse import decode_window, parse_window, type_windows
 from harvester.schema import TIMESTAMP
 from harvester.sink import (
     DayWriteResult,
@@ -312,3 +315,51 @@ def test_rows_per_window_counts_distinct_records(sink: ParquetSink) -> None:
     result = sink.write_day(SPOD, DAY, [window])
     assert result.rows_per_window == {(_at(0), _at(7200)): 2}
     assert result.rows_in_file == 2
+
+
+_FLAT_VALUES = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-(2**63), 2**63 - 1),
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.text(max_size=4),
+)
+
+
+@st.composite
+def _day_of_small_windows(draw: st.DrawFn) -> list[tuple[int, bytes]]:
+    """Up to four 2-hour windows of one day, as bodies of flat records; a field's values may
+    change kind from window to window, and records may repeat across windows."""
+    fields = draw(st.lists(st.sampled_from(["a", "b", "c"]), unique=True, max_size=3))
+    windows = []
+    for slot in draw(st.lists(st.integers(0, 11), unique=True, min_size=1, max_size=4)):
+        kinds = {name: draw(st.sampled_from([_FLAT_VALUES, st.integers(0, 9)])) for name in fields}
+        seconds = draw(st.lists(st.integers(0, 7199), unique=True, max_size=5))
+        records = [
+            _record(slot * 7200 + s, **{n: draw(kinds[n]) for n in fields if draw(st.booleans())})
+            for s in sorted(seconds, reverse=True)
+        ]
+        windows.append((slot, orjson.dumps({"data": records})))
+    return windows
+
+
+def _day_file(folder: str, windows: list[tuple[int, pa.Table]]) -> pa.Table | None:
+    storage = LocalStorage(Path(folder))
+    sink = ParquetSink(storage, SchemaRegistry(storage))
+    rows = [WindowRows(_at(s * 7200), _at(s * 7200 + 7200), table) for s, table in windows]
+    sink.write_day(SPOD, DAY, rows)
+    return pq.read_table(Path(folder) / KEY) if storage.exists(KEY) else None
+
+
+@settings(max_examples=150, deadline=None)
+@given(_day_of_small_windows())
+def test_windows_typed_together_write_the_same_day_file(windows: list[tuple[int, bytes]]) -> None:
+    """A day of small windows typed together (decode_window + type_windows, as the pool does)
+    is stored exactly as when each window is parsed on its own."""
+    alone = [(slot, parse_window(body)) for slot, body in windows]
+    decoded = [decode_window(body) for _, body in windows]
+    together = list(zip([slot for slot, _ in windows], type_windows(decoded), strict=True))
+    with tempfile.TemporaryDirectory() as first, tempfile.TemporaryDirectory() as second:
+        expected = _day_file(first, alone)
+        stored = _day_file(second, together)
+        assert stored == expected if expected is None else stored.equals(expected)
