@@ -101,11 +101,9 @@ def type_windows(windows: Sequence[pa.Table | DecodedWindow]) -> list[pa.Table]:
     decoded = [w.records for w in windows if isinstance(w, DecodedWindow)]
     together: pa.Table | None = None
     if any(decoded):
-        try:
-            combined = [record for records in decoded for record in records]
-            together = _normalise(pa.Table.from_struct_array(pa.array(combined)))
-        except (pa.ArrowException, OverflowError):
-            together = None  # kinds pyarrow will not mix: each window keeps its own typing
+        typed = _arrow_typed([record for records in decoded for record in records])
+        # None: kinds pyarrow will not mix in a field, so each window keeps its own typing
+        together = None if typed is None else _normalise(typed)
     tables = []
     offset = 0
     for window in windows:
@@ -186,14 +184,51 @@ def _table_of(records: list[dict[str, Any]], *, like_arrow: bool = True) -> pa.T
     refuses the values (or not ``like_arrow``), column by column by ``build_array``."""
     if not records:
         return pa.table({})
-    if like_arrow:
-        try:
-            return pa.Table.from_struct_array(pa.array(records))
-        except (pa.ArrowException, OverflowError):
-            pass  # kinds pyarrow will not mix in one field: the column builder's rules apply
+    if like_arrow and (typed := _arrow_typed(records)) is not None:
+        return typed
     names = list(dict.fromkeys(name for record in records for name in record))
     columns = [build_array([record.get(name) for record in records]) for name in names]
     return pa.Table.from_arrays(columns, names=names)
+
+
+def _arrow_typed(records: list[dict[str, Any]]) -> pa.Table | None:
+    """The records typed by ``pa.array``, which types them as pyarrow.json does, or None
+    where their rules part: kinds it will not mix in one field, and a bool beside a float,
+    which ``pa.array`` reads as a number where pyarrow.json refuses the body."""
+    try:
+        table = pa.Table.from_struct_array(pa.array(records))
+    except (pa.ArrowException, OverflowError):
+        return None
+    for field in table.schema:
+        if _holds_float(field.type) and _bool_read_as_float(
+            [record.get(field.name) for record in records], field.type
+        ):
+            return None
+    return table
+
+
+def _holds_float(t: pa.DataType) -> bool:
+    if pa.types.is_floating(t):
+        return True
+    if pa.types.is_struct(t):
+        return any(_holds_float(field.type) for field in t)
+    return bool(pa.types.is_list(t) and _holds_float(t.value_type))
+
+
+def _bool_read_as_float(values: Sequence[object], t: pa.DataType) -> bool:
+    if pa.types.is_floating(t):
+        return any(isinstance(value, bool) for value in values)
+    if pa.types.is_struct(t):
+        objects = [value for value in values if isinstance(value, dict)]
+        return any(
+            _bool_read_as_float([o.get(field.name) for o in objects], field.type)
+            for field in t
+            if _holds_float(field.type)
+        )
+    if pa.types.is_list(t):
+        items = [item for value in values if isinstance(value, list) for item in value]
+        return _bool_read_as_float(items, t.value_type)
+    return False
 
 
 def _loads(body: bytes) -> object:
