@@ -47,6 +47,8 @@ log = structlog.get_logger(__name__)
 
 DEFAULT_LEASE_S: Final = 60.0
 DEFAULT_SETTLE_S: Final = 1.0
+_LEASE_READS: Final = 3
+_LEASE_REREAD_S: Final = 0.05
 
 # Lease tokens held by this process: a lease naming this host and pid but none of these was
 # left by an earlier process that had the same pid (pid 1 of a restarted container).
@@ -251,15 +253,21 @@ class ObjectStorage:
         """The lease stored at ``key``; None when absent or unreadable (treated as free)."""
         if not self.exists(key):
             return None
-        try:
-            return _Lease(**orjson.loads(self.read_bytes(key)))
-        except StorageError:
-            if self.exists(key):
-                raise
-            return None
-        except (orjson.JSONDecodeError, TypeError):
-            log.warning("lock_unreadable", key=key, detail="treated as stale and replaced")
-            return None
+        for attempt in range(_LEASE_READS):
+            try:
+                return _Lease(**orjson.loads(self.read_bytes(key)))
+            except StorageError:
+                if self.exists(key):
+                    raise
+                return None
+            except (orjson.JSONDecodeError, TypeError):
+                # A read is a size look-up then a ranged GET: racing a renewal, it can return
+                # the new lease cut to the old one's length. Only a lease that stays
+                # unreadable is garbage.
+                if attempt + 1 < _LEASE_READS:
+                    time.sleep(_LEASE_REREAD_S)
+        log.warning("lock_unreadable", key=key, detail="treated as stale and replaced")
+        return None
 
     def _is_stale(self, lease: _Lease) -> bool:
         if lease.expires_at <= self._clock():

@@ -192,19 +192,39 @@ def test_lease_of_a_dead_process_on_this_host_is_stale(endpoint: str, bucket: st
         storage.acquire_lock("_harvest/lock", "me")
 
 
+def test_a_lease_read_torn_by_a_renewal_is_read_again(
+    endpoint: str, bucket: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A read racing a renewal can return the new lease cut short; it is read again rather
+    than taken for garbage (which would let another run take a live lock)."""
+    storage = storage_at(endpoint, bucket, settle_s=0.0)
+    _write_lease(storage, token="holder", expires_at=time.time() + 600)
+    whole = storage.read_bytes("_harvest/lock")
+    answers = iter([whole[: len(whole) // 2], whole])
+    monkeypatch.setattr(storage, "read_bytes", lambda key: next(answers))
+    with structlog.testing.capture_logs() as logs:
+        lease = storage._read_lease("_harvest/lock")
+    assert lease is not None
+    assert lease.token == "holder"
+    assert not [e for e in logs if e["event"] == "lock_unreadable"]
+
+
 def test_heartbeat_extends_and_detects_a_lost_lease(endpoint: str, bucket: str) -> None:
     """The holder renews its lease; if another run overwrote it, it logs lock_lost and leaves it."""
     storage = storage_at(endpoint, bucket, settle_s=0.0, lease_s=4.0)
     lock = storage.acquire_lock("_harvest/lock", "me")
-    first = orjson.loads(storage.read_bytes("_harvest/lock"))
+    first = storage._read_lease("_harvest/lock")
+    assert first is not None
     deadline = time.monotonic() + 10  # a loaded machine may delay the heartbeat thread
     renewed = first
-    while renewed["expires_at"] == first["expires_at"] and time.monotonic() < deadline:
+    while renewed.expires_at == first.expires_at and time.monotonic() < deadline:
         time.sleep(0.02)
-        renewed = orjson.loads(storage.read_bytes("_harvest/lock"))
-    assert renewed["token"] == first["token"]
-    assert renewed["expires_at"] > first["expires_at"]
-    assert renewed["expires_at"] > time.time()
+        lease = storage._read_lease("_harvest/lock")
+        assert lease is not None
+        renewed = lease
+    assert renewed.token == first.token
+    assert renewed.expires_at > first.expires_at
+    assert renewed.expires_at > time.time()
     with structlog.testing.capture_logs() as logs:
         # Just after a renewal the heartbeat sleeps lease_s / 4: the takeover is not raced.
         _write_lease(storage, token="intruder", expires_at=time.time() + 600)
