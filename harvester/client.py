@@ -150,6 +150,7 @@ class SensitClient:
         self._auth: _Auth | None = None
         self._auth_lock = asyncio.Lock()
         self._base = settings.base_url.rstrip("/")
+        self._urls: dict[str, yarl.URL] = {}
         self._proxy: yarl.URL | None = None
         self._proxy_auth: aiohttp.BasicAuth | None = None
 
@@ -387,7 +388,11 @@ class SensitClient:
         if payload is not None:
             headers["Content-Type"] = "application/json"
             data = orjson.dumps(payload)
-        url = self._base + (path if path.startswith("/") else "/" + path)
+        url = self._urls.get(path)
+        if url is None:
+            # aiohttp parses a str URL on every request; a yarl.URL once per route.
+            url = yarl.URL(self._base + (path if path.startswith("/") else "/" + path))
+            self._urls[path] = url
         self.stats.requests += 1
         try:
             async with self._session.request(

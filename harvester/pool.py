@@ -212,7 +212,8 @@ class WindowPool:
 
     async def _worker(self) -> None:
         while (item := await self._queue.get()) is not None:
-            self._room.set()
+            if self._queue.qsize() < self._concurrency:
+                self._room.set()
             batch, job = item
             if self._stop.is_set():
                 self.stats.windows_abandoned += 1
