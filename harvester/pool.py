@@ -53,7 +53,7 @@ FetchWindow = Callable[[WindowJob], Awaitable[bytes]]
 #: 5 ms switch interval) each time pyarrow re-acquires it.
 INLINE_PARSE_MAX_BYTES: Final = 32 * 1024
 #: Parsed windows held for their day's write beyond which no further day is opened.
-HELD_BYTES_BUDGET: Final = 128 * 1024 * 1024
+HELD_BYTES_BUDGET: Final = 64 * 1024 * 1024
 #: Days always allowed open, whatever the budget: the one being fetched and the next.
 MIN_OPEN_DAYS: Final = 2
 #: Request slots due sooner than this are not waited for (see ``RequestGate.wait_turn``).
@@ -287,7 +287,10 @@ class WindowPool:
             )
         else:
             batch.rows[job] = table
-            held = table.nbytes if isinstance(table, pa.Table) else table.body_bytes
+            # Whole buffers, as memory holds them (nbytes walks every array to count a slice).
+            held = (
+                table.get_total_buffer_size() if isinstance(table, pa.Table) else table.body_bytes
+            )
             batch.held_bytes += held
             self._held_bytes += held
 
