@@ -28,6 +28,7 @@ from harvester.sink import (
     day_file_key,
 )
 from harvester.storage import LocalStorage, is_temporary
+from tests.support.strategies import json_scalars
 
 DAY = dt.date(2024, 2, 5)
 MIDNIGHT = dt.datetime(2024, 2, 5, tzinfo=dt.UTC)
@@ -317,15 +318,6 @@ def test_rows_per_window_counts_distinct_records(sink: ParquetSink) -> None:
     assert result.rows_in_file == 2
 
 
-_FLAT_VALUES = st.one_of(
-    st.none(),
-    st.booleans(),
-    st.integers(-(2**63), 2**63 - 1),
-    st.floats(allow_nan=False, allow_infinity=False),
-    st.text(max_size=4),
-)
-
-
 @st.composite
 def _day_of_small_windows(draw: st.DrawFn) -> list[tuple[int, bytes]]:
     """Up to four 2-hour windows of one day, as bodies of flat records; a field's values may
@@ -333,7 +325,9 @@ def _day_of_small_windows(draw: st.DrawFn) -> list[tuple[int, bytes]]:
     fields = draw(st.lists(st.sampled_from(["a", "b", "c"]), unique=True, max_size=3))
     windows = []
     for slot in draw(st.lists(st.integers(0, 11), unique=True, min_size=1, max_size=4)):
-        kinds = {name: draw(st.sampled_from([_FLAT_VALUES, st.integers(0, 9)])) for name in fields}
+        kinds = {
+            name: draw(st.sampled_from([json_scalars(), st.integers(0, 9)])) for name in fields
+        }
         seconds = draw(st.lists(st.integers(0, 7199), unique=True, max_size=5))
         records = [
             _record(slot * 7200 + s, **{n: draw(kinds[n]) for n in fields if draw(st.booleans())})
