@@ -222,7 +222,7 @@ class ParquetSink:
         }
         table = merged.take(_newest_per_id_sorted(merged, codes, valid))
         written = self._write(key, table)
-        log.debug("day_written", key=key, rows=table.num_rows, bytes=written)
+        log.debug("file_written", key=key, rows=table.num_rows, bytes=written)
         return DayWriteResult(rows_per_window, table.num_rows, written, unreadable)
 
     def align_files(self, device_type: str) -> int:
