@@ -1,23 +1,22 @@
 """The one aiohttp boundary: SENSIT Connect calls in, project errors and plain values out.
 
 Every aiohttp, OS and timeout exception, and every HTTP status other than success, becomes a
-class of :mod:`harvester.errors` here and nowhere else. Sign-in is single flight: a 401 or a
-token near its ``exp`` makes exactly one caller sign in again while the others wait for it.
-The password and the token never enter an exception message, a log event or a ``repr``.
+class of :mod:`harvester.errors` here (:mod:`.client_replies` says what a reply or a failure
+means, :mod:`.client_network` sets up proxy and TLS) and nowhere else. Sign-in is single flight:
+a 401 or a token near its ``exp`` makes exactly one caller sign in again while the others wait
+for it. The password and the token never enter an exception message, a log event or a ``repr``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import re
-import ssl
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 import aiohttp
 import orjson
@@ -25,20 +24,27 @@ import structlog
 import yarl
 
 from harvester import __version__
+from harvester.client_network import env_proxy, ssl_context
+from harvester.client_replies import (
+    Reply,
+    available_days,
+    device_list,
+    sign_in_answer,
+    status_error,
+    transport_error,
+)
 from harvester.errors import (
     AuthError,
     ConfigError,
-    FatalRemoteError,
     RateLimitedError,
     RemoteError,
     ServerError,
     ServerUnreachableError,
     ShapeError,
-    TransportError,
 )
-from harvester.models import DEVICE_TYPES, DayAvailability, Device
+from harvester.models import DayAvailability, Device
 from harvester.windows import format_api_time
-from harvester.wire import day_entry, jwt_claims, number, parse_retry_after, short_json
+from harvester.wire import jwt_claims, number
 
 log = structlog.get_logger(__name__)
 
@@ -46,9 +52,7 @@ USER_AGENT: Final = f"sensit-harvester/{__version__}"
 #: The refresh margin never exceeds this share of a token's life, so short-lived tokens
 #: (minutes, in tests seconds) are still used for most of their life.
 _MAX_MARGIN_SHARE: Final = 0.2
-_EXCERPT_CHARS: Final = 200
-_TAG = re.compile(r"<[^>]*>")
-_SPACE = re.compile(r"\s+")
+_Decoded = TypeVar("_Decoded")
 
 
 @dataclass(frozen=True)
@@ -125,15 +129,6 @@ class _Auth:
     refresh_at: float | None
 
 
-@dataclass(frozen=True)
-class _Reply:
-    status: int
-    body: bytes
-    content_type: str
-    retry_after: str | None
-    location: str | None
-
-
 class SensitClient:
     """SENSIT Connect over one aiohttp session; use as ``async with SensitClient(s) as c``.
 
@@ -160,10 +155,11 @@ class SensitClient:
     async def __aenter__(self) -> SensitClient:
         # The proxy is looked up once: with trust_env aiohttp would read the environment and
         # ~/.netrc in a worker thread on every request (two thread hops per call).
-        self._proxy, self._proxy_auth = _env_proxy(yarl.URL(self._base))
+        base = yarl.URL(self._base)
+        self._proxy, self._proxy_auth = env_proxy(base)
         self._session = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(
-                limit=self.settings.concurrency, ssl=self._ssl_context()
+                limit=self.settings.concurrency, ssl=ssl_context(base, self.settings.ca_bundle)
             ),
             # Waiting for a free pooled connection is not a network fault: only the socket
             # connect and each socket read are bounded.
@@ -176,21 +172,6 @@ class SensitClient:
             headers={"User-Agent": USER_AGENT, "Accept": "application/json"},
         )
         return self
-
-    def _ssl_context(self) -> ssl.SSLContext | bool:
-        """A context with the CA bundle for https; plain http needs none (building one
-        takes ~50 ms of loading the system's certificates)."""
-        if yarl.URL(self._base).scheme != "https":
-            return True
-        context = ssl.create_default_context()
-        if self.settings.ca_bundle:
-            try:
-                context.load_verify_locations(cafile=self.settings.ca_bundle)
-            except (OSError, ssl.SSLError) as exc:
-                raise ConfigError(
-                    f"cannot load --ca-bundle {self.settings.ca_bundle}: {exc}"
-                ) from None
-        return context
 
     async def __aexit__(
         self,
@@ -213,19 +194,7 @@ class SensitClient:
         what = f"device list ({device_type})"
         params = {"DeviceType": device_type, "Role": auth.role, "UserId": auth.user_id}
         reply = await self._authorized("GET", self.settings.devices_path, what, params=params)
-        devices: list[Device] = []
-        for item in self._json_array(reply, what):
-            uuid, kind = item.get("uuid"), item.get("type")
-            if isinstance(uuid, bool) or not isinstance(uuid, str | int) or not str(uuid):
-                raise self._shape(f"{what}: a device has no usable 'uuid': {short_json(item)}")
-            if not isinstance(kind, str):
-                raise self._shape(f"{what}: device {uuid} has no 'type'")
-            if kind not in DEVICE_TYPES:
-                log.warning("device_type_unknown", device=str(uuid), type=kind)
-                continue
-            name = item.get("name")
-            devices.append(Device(str(uuid), kind, name if isinstance(name, str) else ""))
-        return devices
+        return self._decoded(device_list, reply, what)
 
     async def available_dates(self, device: Device, timezone: str = "UTC") -> list[DayAvailability]:
         """Days with data for ``device`` reckoned in ``timezone``, sorted by day."""
@@ -233,8 +202,7 @@ class SensitClient:
         payload = {"DeviceId": device.uuid, "DeviceType": device.type, "Timezone": timezone}
         path = self.settings.dates_path.replace("{type}", device.type)
         reply = await self._authorized("POST", path, what, payload=payload)
-        days = [self._day(item, what) for item in self._json_array(reply, what)]
-        return sorted(days, key=lambda d: d.day)
+        return self._decoded(available_days, reply, what)
 
     async def fetch_window(self, device: Device, start: dt.datetime, end: dt.datetime) -> bytes:
         """The raw body of one records call for ``[start, end]`` (sent as UTC; naive is UTC)."""
@@ -249,7 +217,7 @@ class SensitClient:
         path = self.settings.records_path.replace("{type}", device.type)
         reply = await self._authorized("POST", path, what, payload=payload)
         if reply.status != 200:
-            raise self._status_error(reply, what)
+            raise self._counted(status_error(reply, what, self._secrets()))
         return reply.body
 
     # -- authentication -------------------------------------------------------------------
@@ -288,8 +256,8 @@ class SensitClient:
                 f"(HTTP {reply.status}{where} for {settings.signin_path}): check --base-url"
             )
         if not 200 <= reply.status < 300:
-            raise self._status_error(reply, "sign-in")
-        answer = self._sign_in_answer(reply)
+            raise self._counted(status_error(reply, "sign-in", self._secrets()))
+        answer = sign_in_answer(reply.body)
         if answer is None:
             got = reply.content_type or "no content type"
             message = (
@@ -298,7 +266,7 @@ class SensitClient:
             )
             if starting:
                 raise ServerUnreachableError(message)
-            raise self._shape(message)
+            raise self._counted(ShapeError(message))
         token, user_id, role = answer
         received_at = self._clock()
         previous = self._auth.generation if self._auth is not None else 0
@@ -306,22 +274,6 @@ class SensitClient:
         self.stats.sign_ins += 1
         log.info("signed_in", generation=previous + 1, role=role)
         return self._auth
-
-    @staticmethod
-    def _sign_in_answer(reply: _Reply) -> tuple[str, str, str] | None:
-        try:
-            answer = orjson.loads(reply.body)
-        except orjson.JSONDecodeError:
-            return None
-        if not isinstance(answer, dict):
-            return None
-        token, user = answer.get("accessToken"), answer.get("user")
-        if not isinstance(token, str) or not token or not isinstance(user, dict):
-            return None
-        user_id, role = user.get("id", user.get("_id")), user.get("role")
-        if not isinstance(user_id, str | int) or not isinstance(role, str):
-            return None
-        return token, str(user_id), role
 
     def _refresh_at(self, token: str, received_at: float) -> float | None:
         """When to sign in again: ``exp`` less a margin, anchored on our own clock.
@@ -349,7 +301,7 @@ class SensitClient:
         *,
         params: Mapping[str, str] | None = None,
         payload: Mapping[str, str] | None = None,
-    ) -> _Reply:
+    ) -> Reply:
         """One call with the current token; on 401 one single-flight re-sign-in and a retry."""
         auth = await self._current_auth()
         reply = await self._send(
@@ -369,7 +321,7 @@ class SensitClient:
             )
         return reply
 
-    # -- transport and translation --------------------------------------------------------
+    # -- transport and counting -----------------------------------------------------------
 
     async def _send(
         self,
@@ -380,7 +332,7 @@ class SensitClient:
         token: str | None = None,
         params: Mapping[str, str] | None = None,
         payload: Mapping[str, str] | None = None,
-    ) -> _Reply:
+    ) -> Reply:
         if self._session is None:
             raise RuntimeError("SensitClient used outside 'async with'")
         headers = {"Authorization": f"Bearer {token}"} if token is not None else {}
@@ -408,7 +360,7 @@ class SensitClient:
                 # sock_read bounds each read; this bounds the whole body (a trickling server).
                 async with asyncio.timeout(self.settings.read_timeout_s):
                     body = await response.read()
-                reply = _Reply(
+                reply = Reply(
                     response.status,
                     body,
                     response.content_type,
@@ -417,99 +369,32 @@ class SensitClient:
                 )
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
             self.stats.transport_errors += 1
-            raise self._transport_error(exc, what) from None
+            shown_url, signed_in = self.settings.shown_url, self._auth is not None
+            raise transport_error(exc, what, shown_url, signed_in=signed_in) from None
         self.stats.by_status[str(reply.status)] += 1
         self.stats.bytes_received += len(body)
         return reply
 
-    def _transport_error(self, exc: BaseException, what: str) -> RemoteError:
-        """Connect failures before the first sign-in are start-up errors with one clear line."""
-        shown = self.settings.shown_url
-        if self._auth is None and isinstance(exc, aiohttp.ClientConnectorError):
-            if isinstance(exc, aiohttp.ClientConnectorCertificateError):
-                return ServerUnreachableError(
-                    f"TLS certificate verification failed for {shown} "
-                    f"({exc.certificate_error}): pass --ca-bundle FILE with the CA that signed "
-                    "the server's certificate"
-                )
-            if isinstance(exc, aiohttp.ClientSSLError):
-                return ServerUnreachableError(f"TLS handshake with {shown} failed: {exc.os_error}")
-            if isinstance(exc, aiohttp.ClientConnectorDNSError):
-                return ServerUnreachableError(
-                    f"cannot resolve host {exc.host!r} of {shown}: check --base-url "
-                    "(and your DNS or proxy settings)"
-                )
-            reason = (
-                "connection refused"
-                if isinstance(exc.os_error, ConnectionRefusedError)
-                else (exc.os_error.strerror or str(exc.os_error))
-            )
-            return ServerUnreachableError(
-                f"cannot connect to {shown}: {reason} — is the server running and --base-url right?"
-            )
-        if isinstance(exc, TimeoutError):
-            return TransportError(f"{what}: timed out ({type(exc).__name__})")
-        detail = str(exc) or type(exc).__name__
-        return TransportError(f"{what}: {type(exc).__name__}: {detail[:_EXCERPT_CHARS]}")
+    def _secrets(self) -> tuple[str, str]:
+        """What an error excerpt must never show: the password and the current token."""
+        return self.settings.password, self._auth.token if self._auth else ""
 
-    def _status_error(self, reply: _Reply, what: str) -> RemoteError:
-        status = reply.status
-        if status == 429:
+    def _decoded(
+        self, decode: Callable[[Reply, str, tuple[str, str]], _Decoded], reply: Reply, what: str
+    ) -> _Decoded:
+        """``decode(reply)``, with any error it raises counted in the stats."""
+        try:
+            return decode(reply, what, self._secrets())
+        except RemoteError as exc:
+            self._counted(exc)
+            raise
+
+    def _counted(self, error: RemoteError) -> RemoteError:
+        """``error`` counted in the stats by its class (the run summary reports them)."""
+        if isinstance(error, ShapeError):
+            self.stats.shape_errors += 1
+        elif isinstance(error, RateLimitedError):
             self.stats.rate_limited += 1
-            retry_after = parse_retry_after(reply.retry_after, dt.datetime.now(dt.UTC))
-            hint = f", Retry-After {reply.retry_after}" if reply.retry_after is not None else ""
-            return RateLimitedError(f"{what}: HTTP 429 rate limited{hint}", retry_after)
-        excerpt = self._excerpt(reply.body)
-        if status >= 500:
+        elif isinstance(error, ServerError):
             self.stats.server_errors += 1
-            return ServerError(f"{what}: HTTP {status}: {excerpt}", status)
-        if 300 <= status < 400:
-            return FatalRemoteError(
-                f"{what}: HTTP {status} redirect to {reply.location}: check --base-url", status
-            )
-        if 400 <= status < 500:
-            return FatalRemoteError(f"{what}: HTTP {status}: {excerpt}", status)
-        return self._shape(f"{what}: HTTP {status} where 200 with a body was expected")
-
-    def _excerpt(self, body: bytes) -> str:
-        """A short one-line view of an error body, tags stripped and our secrets masked."""
-        text = body[: _EXCERPT_CHARS * 8].decode("utf-8", errors="replace")
-        text = _SPACE.sub(" ", _TAG.sub(" ", text)).strip()
-        for secret in (self.settings.password, self._auth.token if self._auth else ""):
-            if secret:
-                text = text.replace(secret, "***")
-        if not text:
-            return "(empty body)"
-        return text if len(text) <= _EXCERPT_CHARS else text[:_EXCERPT_CHARS] + "…"
-
-    def _shape(self, message: str) -> ShapeError:
-        self.stats.shape_errors += 1
-        return ShapeError(message)
-
-    def _json_array(self, reply: _Reply, what: str) -> list[dict[str, Any]]:
-        """The body of a 200 that must be a JSON array of objects."""
-        if reply.status != 200:
-            raise self._status_error(reply, what)
-        try:
-            items = orjson.loads(reply.body)
-        except orjson.JSONDecodeError as exc:
-            raise self._shape(
-                f"{what}: body is not JSON ({reply.content_type}, {len(reply.body)} bytes: {exc})"
-            ) from None
-        if not isinstance(items, list) or not all(isinstance(i, dict) for i in items):
-            raise self._shape(f"{what}: expected a JSON array of objects, got {short_json(items)}")
-        return items
-
-    def _day(self, item: Mapping[str, Any], what: str) -> DayAvailability:
-        try:
-            return day_entry(item)
-        except (TypeError, ValueError, OverflowError, ShapeError) as exc:
-            raise self._shape(f"{what}: bad entry {short_json(item)}: {exc}") from None
-
-
-def _env_proxy(url: yarl.URL) -> tuple[yarl.URL | None, aiohttp.BasicAuth | None]:
-    """The proxy ``HTTP(S)_PROXY``/``NO_PROXY`` (and ``~/.netrc``) choose for ``url``."""
-    try:
-        return aiohttp.helpers.get_env_proxy_for_url(url)
-    except LookupError:
-        return None, None
+        return error

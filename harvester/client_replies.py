@@ -1,0 +1,177 @@
+"""What a SENSIT Connect call's outcome means: plain values, or a ``HarvesterError``.
+
+Part of the client's aiohttp boundary: :class:`harvester.client.SensitClient` sends, and the
+functions here turn what came back into models or errors. Every aiohttp, OS and timeout
+exception, every HTTP status other than success and every body that is not the documented
+shape becomes a class of :mod:`harvester.errors` here; together with :mod:`harvester.client`
+and :mod:`harvester.client_network` this is the one place that translation happens. They are
+plain functions of the reply (or the exception), so they are tested without a session; the
+client counts the errors they make in its stats. An error body is shown only as a short
+excerpt with the caller's secrets masked.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any, Final
+
+import aiohttp
+import orjson
+import structlog
+
+from harvester.errors import (
+    FatalRemoteError,
+    RateLimitedError,
+    RemoteError,
+    ServerError,
+    ServerUnreachableError,
+    ShapeError,
+    TransportError,
+)
+from harvester.models import DEVICE_TYPES, DayAvailability, Device
+from harvester.wire import day_entry, parse_retry_after, short_json
+
+log = structlog.get_logger(__name__)
+
+_EXCERPT_CHARS: Final = 200
+_TAG = re.compile(r"<[^>]*>")
+_SPACE = re.compile(r"\s+")
+
+
+@dataclass(frozen=True)
+class Reply:
+    """One HTTP answer as read off the wire: status, whole body and the headers we use."""
+
+    status: int
+    body: bytes
+    content_type: str
+    retry_after: str | None
+    location: str | None
+
+
+def transport_error(
+    exc: BaseException, what: str, shown_url: str, *, signed_in: bool
+) -> RemoteError:
+    """Connect failures before the first sign-in are start-up errors with one clear line."""
+    if not signed_in and isinstance(exc, aiohttp.ClientConnectorError):
+        if isinstance(exc, aiohttp.ClientConnectorCertificateError):
+            return ServerUnreachableError(
+                f"TLS certificate verification failed for {shown_url} "
+                f"({exc.certificate_error}): pass --ca-bundle FILE with the CA that signed "
+                "the server's certificate"
+            )
+        if isinstance(exc, aiohttp.ClientSSLError):
+            return ServerUnreachableError(f"TLS handshake with {shown_url} failed: {exc.os_error}")
+        if isinstance(exc, aiohttp.ClientConnectorDNSError):
+            return ServerUnreachableError(
+                f"cannot resolve host {exc.host!r} of {shown_url}: check --base-url "
+                "(and your DNS or proxy settings)"
+            )
+        reason = (
+            "connection refused"
+            if isinstance(exc.os_error, ConnectionRefusedError)
+            else (exc.os_error.strerror or str(exc.os_error))
+        )
+        return ServerUnreachableError(
+            f"cannot connect to {shown_url}: {reason} — is the server running and --base-url right?"
+        )
+    if isinstance(exc, TimeoutError):
+        return TransportError(f"{what}: timed out ({type(exc).__name__})")
+    detail = str(exc) or type(exc).__name__
+    return TransportError(f"{what}: {type(exc).__name__}: {detail[:_EXCERPT_CHARS]}")
+
+
+def status_error(reply: Reply, what: str, secrets: Iterable[str]) -> RemoteError:
+    """The error for a reply whose status is not the success ``what`` needed."""
+    status = reply.status
+    if status == 429:
+        retry_after = parse_retry_after(reply.retry_after, dt.datetime.now(dt.UTC))
+        hint = f", Retry-After {reply.retry_after}" if reply.retry_after is not None else ""
+        return RateLimitedError(f"{what}: HTTP 429 rate limited{hint}", retry_after)
+    shown = excerpt(reply.body, secrets)
+    if status >= 500:
+        return ServerError(f"{what}: HTTP {status}: {shown}", status)
+    if 300 <= status < 400:
+        return FatalRemoteError(
+            f"{what}: HTTP {status} redirect to {reply.location}: check --base-url", status
+        )
+    if 400 <= status < 500:
+        return FatalRemoteError(f"{what}: HTTP {status}: {shown}", status)
+    return ShapeError(f"{what}: HTTP {status} where 200 with a body was expected")
+
+
+def excerpt(body: bytes, secrets: Iterable[str]) -> str:
+    """A short one-line view of an error body, tags stripped and ``secrets`` masked."""
+    text = body[: _EXCERPT_CHARS * 8].decode("utf-8", errors="replace")
+    text = _SPACE.sub(" ", _TAG.sub(" ", text)).strip()
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, "***")
+    if not text:
+        return "(empty body)"
+    return text if len(text) <= _EXCERPT_CHARS else text[:_EXCERPT_CHARS] + "…"
+
+
+def json_array(reply: Reply, what: str, secrets: Iterable[str]) -> list[dict[str, Any]]:
+    """The body of a 200 that must be a JSON array of objects."""
+    if reply.status != 200:
+        raise status_error(reply, what, secrets)
+    try:
+        items = orjson.loads(reply.body)
+    except orjson.JSONDecodeError as exc:
+        raise ShapeError(
+            f"{what}: body is not JSON ({reply.content_type}, {len(reply.body)} bytes: {exc})"
+        ) from None
+    if not isinstance(items, list) or not all(isinstance(i, dict) for i in items):
+        raise ShapeError(f"{what}: expected a JSON array of objects, got {short_json(items)}")
+    return items
+
+
+def device_list(reply: Reply, what: str, secrets: Iterable[str]) -> list[Device]:
+    """The devices of a device-list reply; devices of unknown types are skipped."""
+    devices: list[Device] = []
+    for item in json_array(reply, what, secrets):
+        uuid, kind = item.get("uuid"), item.get("type")
+        if isinstance(uuid, bool) or not isinstance(uuid, str | int) or not str(uuid):
+            raise ShapeError(f"{what}: a device has no usable 'uuid': {short_json(item)}")
+        if not isinstance(kind, str):
+            raise ShapeError(f"{what}: device {uuid} has no 'type'")
+        if kind not in DEVICE_TYPES:
+            log.warning("device_type_unknown", device=str(uuid), type=kind)
+            continue
+        name = item.get("name")
+        devices.append(Device(str(uuid), kind, name if isinstance(name, str) else ""))
+    return devices
+
+
+def available_days(reply: Reply, what: str, secrets: Iterable[str]) -> list[DayAvailability]:
+    """The days of an available-dates reply, sorted by day."""
+    days = [_available_day(item, what) for item in json_array(reply, what, secrets)]
+    return sorted(days, key=lambda d: d.day)
+
+
+def _available_day(item: Mapping[str, Any], what: str) -> DayAvailability:
+    try:
+        return day_entry(item)
+    except (TypeError, ValueError, OverflowError, ShapeError) as exc:
+        raise ShapeError(f"{what}: bad entry {short_json(item)}: {exc}") from None
+
+
+def sign_in_answer(body: bytes) -> tuple[str, str, str] | None:
+    """``(token, user id, role)`` from a sign-in body, or None if it is not the API's answer."""
+    try:
+        answer = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return None
+    if not isinstance(answer, dict):
+        return None
+    token, user = answer.get("accessToken"), answer.get("user")
+    if not isinstance(token, str) or not token or not isinstance(user, dict):
+        return None
+    user_id, role = user.get("id", user.get("_id")), user.get("role")
+    if not isinstance(user_id, str | int) or not isinstance(role, str):
+        return None
+    return token, str(user_id), role
