@@ -95,15 +95,19 @@ def decode_window(body: bytes) -> pa.Table | DecodedWindow:
 
 
 def type_windows(windows: Sequence[pa.Table | DecodedWindow]) -> list[pa.Table]:
-    """Each window as ``parse_window`` types it, except that the decoded windows are typed
-    together: a field is int64 in one and float64 in another only if the sink's schema
-    would unify the two anyway, so the day's file is the same."""
+    """Each window as ``parse_window`` types it. The decoded windows are typed together, in
+    one ``pa.array`` call, when that gives every window the types it has on its own (but for
+    a field null throughout one window, which takes the others' type as the sink's schema
+    would), and window by window otherwise."""
     decoded = [w.records for w in windows if isinstance(w, DecodedWindow)]
     together: pa.Table | None = None
     if any(decoded):
         typed = _arrow_typed([record for records in decoded for record in records])
-        # None: kinds pyarrow will not mix in a field, so each window keeps its own typing
-        together = None if typed is None else _normalise(typed)
+        # Each window keeps its own typing where pyarrow will not mix the kinds of a field,
+        # or where a window holding only integers would become floats: should the field
+        # later unify with text, "1" and "1.0" must stay as each window had them.
+        if typed is not None and not _floats_a_window_of_ints(decoded, typed.schema):
+            together = _normalise(typed)
     tables = []
     offset = 0
     for window in windows:
@@ -117,6 +121,17 @@ def type_windows(windows: Sequence[pa.Table | DecodedWindow]) -> list[pa.Table]:
         else:
             tables.append(_normalise(_table_of(window.records)))
     return tables
+
+
+def _floats_a_window_of_ints(windows: Sequence[list[dict[str, Any]]], schema: pa.Schema) -> bool:
+    for field in schema:
+        if not pa.types.is_floating(field.type):
+            continue
+        for records in windows:
+            kinds = {type(record.get(field.name)) for record in records}
+            if int in kinds and float not in kinds:
+                return True
+    return False
 
 
 def _parse_large(body: bytes) -> pa.Table:

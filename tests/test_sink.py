@@ -13,7 +13,7 @@ import pyarrow as pa
 import pyarrow.dataset as pds
 import pyarrow.parquet as pq
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from structlog.testing import capture_logs
 
@@ -345,8 +345,13 @@ def _day_file(folder: str, windows: list[tuple[int, pa.Table]]) -> pa.Table | No
     return pq.read_table(Path(folder) / KEY) if storage.exists(KEY) else None
 
 
+def _body_of(seconds: int, **fields: object) -> bytes:
+    return orjson.dumps({"data": [_record(seconds, **fields)]})
+
+
 @settings(max_examples=150, deadline=None)
 @given(_day_of_small_windows())
+@example([(0, _body_of(3, b=0.0)), (2, _body_of(14400, b=0)), (3, _body_of(21600, b="["))])
 def test_windows_typed_together_write_the_same_day_file(windows: list[tuple[int, bytes]]) -> None:
     """A day of small windows typed together (decode_window + type_windows, as the pool does)
     is stored exactly as when each window is parsed on its own."""
