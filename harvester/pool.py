@@ -54,7 +54,8 @@ FetchWindow = Callable[[WindowJob], Awaitable[bytes]]
 INLINE_PARSE_MAX_BYTES: Final = 32 * 1024
 #: Parsed windows held for their day's write beyond which no further day is opened.
 HELD_BYTES_BUDGET: Final = 64 * 1024 * 1024
-#: Days always allowed open, whatever the budget: the one being fetched and the next.
+#: Days always allowed open (within ``days_in_flight``), whatever the budget: the one being
+#: fetched and the next.
 MIN_OPEN_DAYS: Final = 2
 #: Request slots due sooner than this are not waited for (see ``RequestGate.wait_turn``).
 MIN_PACING_SLEEP_S: Final = 0.001
@@ -202,7 +203,7 @@ class WindowPool:
             self._queue.put_nowait(None)
 
     def _may_open_day(self) -> bool:
-        if self._open_days < MIN_OPEN_DAYS or self._stop.is_set():
+        if self._stop.is_set() or self._open_days < min(MIN_OPEN_DAYS, self._days_in_flight):
             return True
         return (
             self._queue.qsize() < self._concurrency

@@ -174,14 +174,15 @@ async def test_a_day_opens_only_when_the_workers_are_about_to_run_out(tmp_path: 
     assert under_test.most_queued <= 24
 
 
-async def test_open_days_never_exceed_the_ceiling(tmp_path: Path) -> None:
+@pytest.mark.parametrize("ceiling", [1, 5])
+async def test_open_days_never_exceed_the_ceiling(tmp_path: Path, ceiling: int) -> None:
     """However many workers wait, no more than ``days_in_flight`` days are open at once."""
     server = _Server()
-    under_test = _PoolUnderTest(tmp_path, server, concurrency=16, days_in_flight=5)
+    under_test = _PoolUnderTest(tmp_path, server, concurrency=16, days_in_flight=ceiling)
     await under_test.run(_jobs(days=30, windows_per_day=1))
     assert under_test.pool.stats.windows_done == 30
-    assert under_test.most_open_days == 5
-    assert server.most_in_flight == 5
+    assert under_test.most_open_days == ceiling
+    assert server.most_in_flight == ceiling
 
 
 async def _until_held_back(server: _Server, windows: int) -> None:
