@@ -7,16 +7,17 @@ STAMP  := $(VENV)/.installed
 
 install: $(STAMP)
 
-# Re-install only when the project metadata changed: quick and idempotent otherwise.
-$(STAMP): pyproject.toml
+# Re-install only when the project metadata or the C extension changed: quick and idempotent
+# otherwise.
+$(STAMP): pyproject.toml setup.py harvester/_flatjson.c
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[dev]'
 	touch $(STAMP)
 
 lint: install
-	$(VENV)/bin/ruff check harvester tests scripts
-	$(VENV)/bin/ruff format --check harvester tests scripts
+	$(VENV)/bin/ruff check harvester tests scripts setup.py
+	$(VENV)/bin/ruff format --check harvester tests scripts setup.py
 
 fmt: install
 	$(VENV)/bin/ruff format harvester tests scripts

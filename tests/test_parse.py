@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from harvester import parse
 from harvester.errors import ShapeError
+from harvester.native_reader import NATIVE
 from harvester.parse import (
     SMALL_BODY_MAX_BYTES,
     build_array,
@@ -297,27 +298,38 @@ def test_a_body_is_read_alike_whatever_its_size(records: list[dict[str, object]]
     assert parse_window(body).equals(as_large)
 
 
-def test_small_bodies_take_the_object_path_and_large_ones_pyarrow(
+def test_small_bodies_take_the_object_path_and_large_ones_a_native_reader(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """pyarrow.json costs ~0.3 ms whatever the size, so only large bodies are given to it."""
-    readers: list[int] = []
-    real = parse._read_arrow
+    """pyarrow.json costs ~0.3 ms whatever the size, so only large bodies are given to a
+    native reader: the flat reader where it accepts the body, pyarrow.json where it refuses."""
+    readers: list[tuple[str, int]] = []
+    real_flat, real_arrow = parse.read_flat_records, parse._read_arrow
 
-    def spy(body: bytes) -> pa.Table:
-        readers.append(len(body))
-        return real(body)
+    def flat_spy(body: bytes) -> pa.Table | None:
+        table = real_flat(body)
+        readers.append(("flat" if table is not None else "refused", len(body)))
+        return table
 
-    monkeypatch.setattr(parse, "_read_arrow", spy)
+    def arrow_spy(body: bytes) -> pa.Table:
+        readers.append(("arrow", len(body)))
+        return real_arrow(body)
+
+    monkeypatch.setattr(parse, "read_flat_records", flat_spy)
+    monkeypatch.setattr(parse, "_read_arrow", arrow_spy)
     small = _body([_record(i, temp=20.5) for i in range(3)])
     large = _body([_record(i, temp=20.5) for i in range(2000)])
-    assert len(small) <= SMALL_BODY_MAX_BYTES < len(large)
+    nested = _body([_record(i, wind={"speed": 2.5}) for i in range(2000)])
+    assert len(small) <= SMALL_BODY_MAX_BYTES < min(len(large), len(nested))
     parse_window(small)
     assert readers == []
     parse_window(large)
-    assert readers == [len(large)]
+    parse_window(nested)
+    flat = "flat" if NATIVE else "refused"
+    assert readers == [(flat, len(large)), ("refused", len(nested)), ("arrow", len(nested))]
+    readers.clear()
     parse_window(_body([_record(0, calibrated="2024-01-01T00:00:00Z")]))
-    assert len(readers) == 2
+    assert [reader for reader, _ in readers] == ["refused", "arrow"]
 
 
 @settings(max_examples=300, deadline=None)

@@ -1,0 +1,5 @@
+# Each column: name, kind (0 null, 1 int64, 2 float64, 3 string, 4 date as ms UTC), null
+# count, validity bitmap (None without nulls), values (offsets for strings), string bytes.
+_Column = tuple[str, int, int, bytes | None, bytes | None, bytes | None]
+
+def read_columns(body: bytes) -> tuple[int, list[_Column]] | None: ...

@@ -1,0 +1,19 @@
+"""The one build step pyproject.toml cannot declare stably: the optional C extension.
+
+``harvester._flatjson`` is the native reader of flat records bodies (``harvester/native_reader.py``
+says why it exists). It is optional: without a C compiler the install still succeeds and
+pyarrow.json reads every body.
+"""
+
+from setuptools import Extension, setup
+
+setup(
+    ext_modules=[
+        Extension(
+            "harvester._flatjson",
+            sources=["harvester/_flatjson.c"],
+            optional=True,
+            extra_compile_args=["-O2", "-std=c11", "-Wall", "-Wextra"],
+        )
+    ]
+)

@@ -1,0 +1,312 @@
+"""Tests of harvester.native_reader: the C reader of flat records bodies.
+
+The claim under test: wherever the native reader accepts a body, the table is the one the
+pyarrow.json path gives; wherever that path refuses a body, so does the native reader; and no
+body, however broken, makes it read out of bounds or crash.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import shutil
+import sysconfig
+
+import orjson
+import pyarrow as pa
+import pytest
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
+
+from harvester import native_reader, parse
+from harvester.errors import ShapeError
+from harvester.native_reader import NATIVE, read_flat_records
+
+needs_native = pytest.mark.skipif(not NATIVE, reason="built without a C compiler")
+
+
+def _without_native(body: bytes) -> pa.Table:
+    """The large-body path with the native reader taken out: pyarrow.json or the builder."""
+    try:
+        records = parse._read_arrow(body)
+    except pa.ArrowException:
+        records = parse._table_of(parse._records_of(parse._loads(body)), like_arrow=False)
+    return parse._normalise(records)
+
+
+def _assert_read_alike(body: bytes) -> pa.Table | None:
+    """The native reader refuses ``body`` or reads it as the pyarrow.json path does."""
+    native = read_flat_records(body)
+    try:
+        expected = _without_native(body)
+    except ShapeError:
+        if native is not None:
+            with pytest.raises(ShapeError):
+                parse._normalise(native)
+        return native
+    if native is not None:
+        got = parse._normalise(native)
+        assert got.schema.equals(expected.schema), (got.schema, expected.schema)
+        assert got.equals(expected)
+    return native
+
+
+def _dumps(records: list[dict[str, object]], indent: int | None = None) -> bytes:
+    """A body as the standard library writes it: integers of any size, UTF-8 unescaped."""
+    return json.dumps({"data": records}, indent=indent, ensure_ascii=False).encode()
+
+
+_TEXT = st.text(
+    st.characters(codec="utf-8", exclude_characters='"\\', min_codepoint=0x20), max_size=8
+)
+_NUMBERS = st.one_of(
+    st.integers(-(2**63), 2**63 - 1),
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.integers(-(2**53), 2**53).map(lambda n: n / 1000),
+)
+_FLAT_KIND = st.sampled_from(["number", "text", "null"])
+_DATES = st.datetimes(
+    min_value=dt.datetime(1, 1, 2), max_value=dt.datetime(9999, 12, 30), timezones=st.just(dt.UTC)
+)
+
+
+def _date_text(moment: dt.datetime, form: int, offset_minutes: int) -> str:
+    """``moment`` as YYYY-MM-DDTHH:MM:SS then Z (form 0), .mmmZ (1) or ±HH:MM (2)."""
+    local = moment + dt.timedelta(minutes=offset_minutes if form == 2 else 0)
+    text = f"{local.year:04d}-{local:%m-%dT%H:%M:%S}"
+    if form == 0:
+        return text + "Z"
+    if form == 1:
+        return text + f".{moment.microsecond // 1000:03d}Z"
+    sign = "-" if offset_minutes < 0 else "+"
+    hours, minutes = divmod(abs(offset_minutes), 60)
+    return text + f"{sign}{hours:02d}:{minutes:02d}"
+
+
+@st.composite
+def flat_records(draw: st.DrawFn) -> list[dict[str, object]]:
+    """Records the native reader is meant to accept: numbers, texts and nulls, fields
+    missing here and there, one kind per field, and a plain ISO-8601 ``date``."""
+    names = draw(st.lists(st.sampled_from(["x", "y", "z", "ünï", ""]), unique=True, max_size=4))
+    kinds = {name: draw(_FLAT_KIND) for name in names}
+    values = {"number": _NUMBERS, "text": _TEXT, "null": st.none()}
+    records = []
+    for i in range(draw(st.integers(1, 8))):
+        moment = draw(_DATES)
+        form = draw(st.integers(0, 2))
+        offset = draw(st.integers(-23 * 60 - 59, 23 * 60 + 59))
+        record: dict[str, object] = {"_id": f"{i:024x}"}
+        record["date"] = _date_text(moment, form, offset)
+        for name in draw(st.permutations(names)):
+            if draw(st.integers(0, 3)):
+                record[name] = draw(st.one_of(values[kinds[name]], st.none()))
+        records.append(record)
+    return records
+
+
+@needs_native
+@settings(max_examples=500, deadline=None)
+@given(flat_records(), st.booleans())
+@example([{"_id": "a", "date": "2024-02-05T23:00:01+01:00", "x": 2**53 + 1, "y": 0.5}], False)
+@example([{"_id": "a", "date": "2024-02-05T22:00:01.250Z", "x": -0.0}, {"_id": "b"}], True)
+def test_flat_records_are_read_natively_as_pyarrow_json_reads_them(
+    records: list[dict[str, object]], spaced: bool
+) -> None:
+    """Flat records are accepted, with or without whitespace between tokens, and typed,
+    valued and ordered as the pyarrow.json path types them."""
+    body = _dumps(records, indent=1 if spaced else None)
+    native = _assert_read_alike(body)
+    time_like = any(
+        parse._TIME_TEXT.match(b'"' + value.encode())
+        for record in records
+        for name, value in record.items()
+        if name != "date" and isinstance(value, str)
+    )
+    # pyarrow.json may read a time-like text as a time: only that is left to it.
+    assert (native is None) == time_like
+
+
+_SCALARS = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-(2**64), 2**64),
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.text(max_size=6),
+    st.sampled_from(["2024-01-01", "2024-02-30T00:00:00Z", "2024-01-01T00:00:00.123456Z"]),
+)
+_ANY_VALUES = st.recursive(
+    _SCALARS,
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=3), st.dictionaries(st.sampled_from(["a", "date"]), inner)
+    ),
+    max_leaves=5,
+)
+
+
+@needs_native
+@settings(max_examples=400, deadline=None)
+@given(
+    st.lists(
+        st.dictionaries(
+            st.sampled_from(["_id", "date", "x", "y"]),
+            st.one_of(_ANY_VALUES, _DATES.map(lambda d: _date_text(d, 1, 0))),
+            max_size=4,
+        ),
+        max_size=5,
+    )
+)
+def test_any_records_are_refused_or_read_as_pyarrow_json_reads_them(
+    records: list[dict[str, object]],
+) -> None:
+    """Whatever the records hold (nested values, bools, mixed kinds, bad dates, huge
+    integers), the native reader refuses the body or reads it as the pyarrow.json path."""
+    _assert_read_alike(_dumps(records))
+
+
+_GOOD_BODY = orjson.dumps(
+    {
+        "data": [
+            {"_id": "a1", "id": "1041", "date": "2024-02-05T22:00:01.000Z", "t": 20.5, "n": 3},
+            {"_id": "a2", "id": "1041", "date": "2024-02-05T22:00:02.000Z", "t": None, "é": "ü"},
+        ]
+    }
+)
+
+
+@needs_native
+@settings(max_examples=600, deadline=None)
+@given(st.data())
+def test_broken_bodies_are_refused_or_read_alike_never_crash(data: st.DataObject) -> None:
+    """A body cut short, or with bytes replaced or inserted anywhere, is refused or read as
+    the pyarrow.json path reads it; the reader never reads beyond the body."""
+    body = bytearray(_GOOD_BODY)
+    for _ in range(data.draw(st.integers(1, 3))):
+        action = data.draw(st.sampled_from(["cut", "replace", "insert"]))
+        at = data.draw(st.integers(0, max(len(body) - 1, 0)))
+        byte = data.draw(st.sampled_from(list(b'{}[]",:.-+eE0 9\\\x00\xc3\xff\ttnul')))
+        if action == "cut":
+            del body[at:]
+        elif action == "replace" and body:
+            body[at] = byte
+        else:
+            body.insert(at, byte)
+    _assert_read_alike(bytes(body))
+
+
+@needs_native
+@given(st.floats(allow_nan=False, allow_infinity=False))
+def test_every_float_reads_back_bit_for_bit(value: float) -> None:
+    """orjson's shortest text of any finite float reads back as that very float."""
+    body = orjson.dumps({"data": [{"_id": "a", "date": "2024-01-01T00:00:00Z", "v": value}]})
+    table = read_flat_records(body)
+    assert table is not None
+    assert table.column("v").type == pa.float64()
+    assert table.column("v")[0].as_py().hex() == value.hex()
+
+
+@needs_native
+@given(
+    st.from_regex(r"-?(0|[1-9][0-9]{0,24})(\.[0-9]{1,24})?([eE][+-]?[0-9]{1,3})?", fullmatch=True)
+)
+def test_number_texts_read_as_correctly_rounded_doubles_or_are_refused(text: str) -> None:
+    """Any JSON number text is read as Python reads it (correctly rounded), as an int64 when
+    it has neither fraction nor exponent, or refused (beyond int64, beyond a double)."""
+    body = b'{"data":[{"_id":"a","date":"2024-01-01T00:00:00Z","v":' + text.encode() + b"}]}"
+    table = read_flat_records(body)
+    is_int = not any(c in text for c in ".eE")
+    if table is None:
+        mantissa_nonzero = any(c in "123456789" for c in text.lower().split("e")[0])
+        if is_int:
+            assert not -(2**63) <= int(text) < 2**63
+        else:
+            assert float(text) in (float("inf"), -float("inf")) or (
+                float(text) == 0 and mantissa_nonzero
+            )
+        return
+    value = table.column("v")[0].as_py()
+    if not is_int:
+        assert isinstance(value, float)
+        assert value.hex() == float(text).hex()
+    else:
+        assert value == int(text)
+
+
+@needs_native
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"data":[{"_id":"a","date":"2024-01-01T00:00:00Z","v":true}]}',
+        b'{"data":[{"_id":"a","date":"2024-01-01T00:00:00Z","v":{"w":1}}]}',
+        b'{"data":[{"_id":"a","date":"2024-01-01T00:00:00Z","v":[1]}]}',
+        b'{"data":[{"_id":"a","date":"2024-01-01T00:00:00Z","v":"a\\"b"}]}',
+        b'{"data":[{"_id":"a","date":"2024-01-01T00:00:00Z","v":1,"v":2}]}',
+        b'{"data":[{"_id":"a","date":"2024-01-01T00:00:00Z","v":1},{"_id":"b","v":"1"}]}',
+        b'{"data":[{"_id":"a","date":"2024-01-01T00:00:00Z","v":"2024-01-01"}]}',
+        b'{"data":[{"_id":"a","date":"2024-01-01 00:00:00"}]}',
+        b'{"data":[{"_id":"a","date":"2024-02-30T00:00:00Z"}]}',
+        b'{"data":[{"_id":"a","date":"2024-01-01T00:00:00Z"}],"next":null}',
+        b'{"data":[{"_id":"a","date":"2024-01-01T00:00:00Z","v":18446744073709551616}]}',
+        b'{"data":[{"_id":"a","date":"2024-01-01T00:00:00Z","v":1e999}]}',
+        b'{"data":[{"_id":"a","date":"2024-01-01T00:00:00Z"}]} {}',
+        b'{"data":[{}, {}]}',
+        b'{"data":[null]}',
+        b'{"data":[{"_id":"a","date":"2024-01-01T00:00:00Z","v":01}]}',
+        b'{"data":[{"_id":"a\xff","date":"2024-01-01T00:00:00Z"}]}',
+        b'{"data":[{"_id":"a\xed\xa0\x80","date":"2024-01-01T00:00:00Z"}]}',
+    ],
+)
+def test_bodies_beyond_flat_records_are_refused(body: bytes) -> None:
+    """Booleans, nested values, escapes, repeated keys, mixed kinds, time-like texts beyond
+    "date", dates not in the plain form or not on the calendar, other top-level fields,
+    out-of-range numbers, trailing documents, empty records and invalid UTF-8 are left to
+    pyarrow.json, which knows how to type or refuse them."""
+    assert read_flat_records(body) is None
+
+
+@needs_native
+def test_a_window_is_typed_like_pyarrow_json() -> None:
+    """A realistic window: every field, type, null and row as the pyarrow.json path has it."""
+    records = [
+        {
+            "_id": f"{i:024x}",
+            "id": "1041",
+            "date": f"2024-02-05T22:{i // 60:02d}:{i % 60:02d}.{i % 1000:03d}Z",
+            "pid1_PPB_Calc": round(i * 0.731, 3),
+            "ws_direction": i % 360,
+            "batt_voltage": None if i % 7 == 0 else 12.302,
+            "note": "ok" if i % 3 else None,
+        }
+        for i in range(2000)
+    ]
+    body = orjson.dumps({"data": records})
+    table = _assert_read_alike(body)
+    assert table is not None
+    assert table.num_rows == 2000
+    assert table.column("batt_voltage").null_count == 286
+
+
+@needs_native
+def test_empty_data_is_a_table_of_no_rows() -> None:
+    """An empty ``data`` list reads as the pyarrow.json path reads it: no rows, no fields."""
+    table = read_flat_records(b'{ "data" : [ ] }')
+    assert table is not None
+    assert table.num_rows == 0
+    assert table.num_columns == 0
+
+
+def test_without_the_native_reader_every_body_goes_to_pyarrow(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """An install without a C compiler still parses every body (through pyarrow.json)."""
+    monkeypatch.setattr(native_reader, "_flatjson", None)
+    assert read_flat_records(_GOOD_BODY) is None
+    assert parse.parse_window(_GOOD_BODY * 1 + b" " * parse.SMALL_BODY_MAX_BYTES).num_rows == 2
+
+
+def test_the_native_reader_is_built_where_a_c_compiler_is() -> None:
+    """``make install`` builds the extension wherever the machine has a C compiler, so the
+    fast path is not silently lost to a build problem."""
+    compiler = str(sysconfig.get_config_var("CC") or "cc").split()[0]
+    if shutil.which(compiler) is None:
+        pytest.skip(f"no C compiler ({compiler}) on this machine")
+    assert NATIVE
