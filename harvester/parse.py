@@ -148,6 +148,12 @@ def _parse_large(body: bytes) -> pa.Table:
 
 
 def _read_arrow(body: bytes) -> pa.Table:
+    try:
+        # pyarrow.json lets bytes that are not UTF-8 through in field names, where reading
+        # the schema later raises UnicodeDecodeError; the object path refuses them as JSON.
+        body.decode()
+    except UnicodeDecodeError:
+        raise pa.ArrowInvalid("the body is not UTF-8") from None
     options = pa_json.ReadOptions(block_size=max(len(body) + 1, _MIN_BLOCK), use_threads=False)
     # The streaming reader parses in the calling thread; read_json hands the block to
     # Arrow's I/O thread and waits, which costs a thread wake-up per window (~1 ms of wall

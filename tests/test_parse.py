@@ -228,6 +228,20 @@ def test_truncated_real_window_raises_shape_error() -> None:
             parse_window(body[:cut])
 
 
+@pytest.mark.parametrize("field", [b'"t\xa9mp"', b'"temp"'])
+def test_a_large_body_that_is_not_utf8_raises_shape_error(field: bytes) -> None:
+    """Bytes that are not UTF-8, in a field name or a value, make the body invalid JSON.
+    pyarrow.json let them through in a field name, and reading the schema then raised
+    UnicodeDecodeError, which no layer above expects."""
+    body = _body([_record(i, temp="x") for i in range(500)])
+    body = body.replace(b'"temp"', field).replace(
+        b'"x"', b'"\xff"' if field == b'"temp"' else b'"x"'
+    )
+    assert len(body) > SMALL_BODY_MAX_BYTES
+    with pytest.raises(ShapeError, match="not valid JSON"):
+        parse_window(body)
+
+
 def test_build_array_types_follow_the_schema_rules() -> None:
     """The fallback builder types columns as harvester.schema would unify them."""
     assert build_array([1, None, 2]).type == pa.int64()
