@@ -155,11 +155,13 @@ def _bodies(folder: Path) -> list[tuple[str, bytes]]:
     return [(item["day"], (folder / item["file"]).read_bytes()) for item in index]
 
 
-def floor(args: argparse.Namespace) -> dict[str, Any]:
-    """The bare data path: pyarrow parse → per-day concat, sort, de-dup → zstd Parquet files.
+def floor(args: argparse.Namespace, *, native: bool = False) -> dict[str, Any]:
+    """The bare data path: parse → per-day concat, sort, de-dup → zstd Parquet files.
 
     No HTTP, no asyncio, no schema bookkeeping, no checkpoint: the least CPU the job can take
-    with these libraries. Independent of ``harvester.parse``/``sink`` on purpose.
+    with these libraries. The parser is pyarrow.json, or with ``native`` the harvester's own
+    C reader (``harvester.native_reader``, pyarrow.json where it refuses a body); the rest is
+    independent of ``harvester.parse``/``sink`` on purpose.
     """
     import itertools
 
@@ -168,15 +170,19 @@ def floor(args: argparse.Namespace) -> dict[str, Any]:
     import pyarrow.json as pa_json
     import pyarrow.parquet as pq
 
+    from harvester.native_reader import read_flat_records
+
     bodies = _bodies(Path(args.bodies))
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     timestamp = pa.timestamp("ms", tz="UTC")
 
     def parse(body: bytes) -> pa.Table:
-        options = pa_json.ReadOptions(block_size=len(body) + 1, use_threads=False)
-        items = pa_json.read_json(io.BytesIO(body), read_options=options).column("data")
-        table = pa.Table.from_struct_array(items.chunk(0).flatten())
+        table = read_flat_records(body) if native else None
+        if table is None:
+            options = pa_json.ReadOptions(block_size=len(body) + 1, use_threads=False)
+            items = pa_json.read_json(io.BytesIO(body), read_options=options).column("data")
+            table = pa.Table.from_struct_array(items.chunk(0).flatten())
         index = table.schema.get_field_index("date")
         return table.set_column(index, "date", table.column("date").cast(timestamp))
 
@@ -221,7 +227,18 @@ def pandas_path(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
-JOBS = {"harvest": harvest, "capture": capture, "floor": floor, "pandas": pandas_path}
+def native_floor(args: argparse.Namespace) -> dict[str, Any]:
+    """The bare data path with the harvester's native reader as the parser."""
+    return floor(args, native=True)
+
+
+JOBS = {
+    "harvest": harvest,
+    "capture": capture,
+    "floor": floor,
+    "floor-native": native_floor,
+    "pandas": pandas_path,
+}
 
 
 def main() -> None:
