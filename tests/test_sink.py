@@ -7,6 +7,7 @@ import tempfile
 from pathlib import Path
 
 import duckdb
+import numpy as np
 import orjson
 import pandas as pd
 import pyarrow as pa
@@ -25,6 +26,7 @@ from harvester.sink import (
     ParquetSink,
     SchemaRegistry,
     WindowRows,
+    _distinct,
     day_file_key,
 )
 from harvester.storage import LocalStorage, is_temporary
@@ -362,3 +364,25 @@ def test_windows_typed_together_write_the_same_day_file(windows: list[tuple[int,
         expected = _day_file(first, alone)
         stored = _day_file(second, together)
         assert stored == expected if expected is None else stored.equals(expected)
+
+
+@given(st.lists(st.integers(0, 6), max_size=12))
+def test_distinct_counts_codes_in_any_order(codes: list[int]) -> None:
+    """The sort-free count of distinct codes agrees with np.unique on any codes, increasing
+    (the usual window of new records) or not (repeats, records already in the file)."""
+    array = np.asarray(codes, dtype=np.int32)
+    assert _distinct(array) == np.unique(array).size
+
+
+def test_key_columns_are_written_without_a_dictionary(
+    sink: ParquetSink, storage: LocalStorage
+) -> None:
+    """``_id`` and ``date`` are new in nearly every row, so they skip dictionary encoding;
+    the measurements keep Parquet's default, a dictionary where values repeat."""
+    sink.write_day(SPOD, DAY, [_window(0, 2, [0, 1, 2, 3])])
+    meta = pq.ParquetFile(pa.BufferReader(storage.read_bytes(KEY))).metadata.row_group(0)
+    encodings = {
+        meta.column(i).path_in_schema: meta.column(i).encodings for i in range(meta.num_columns)
+    }
+    assert not any("DICTIONARY" in e for e in encodings["_id"] + encodings["date"])
+    assert any("DICTIONARY" in e for e in encodings["id"])
