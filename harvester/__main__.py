@@ -1,5 +1,5 @@
 """``python -m harvester`` is the ``harvester`` console script."""
 
-from harvester.cli import main
+from harvester.entry import main
 
 raise SystemExit(main())

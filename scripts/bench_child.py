@@ -78,7 +78,11 @@ def _config(args: argparse.Namespace) -> Any:
 
 
 def harvest(args: argparse.Namespace) -> dict[str, Any]:
-    """The back-fill through ``run_harvest``; the pool phase is timed from its start."""
+    """The back-fill through ``run_harvest``, in a process set up as the console script sets
+    it up (``tune_process``); the pool phase is timed from its start."""
+    from harvester.entry import tune_process
+
+    tune_process()
     from harvester.logging import configure_logging
     from harvester.runner import run_harvest
 
@@ -234,7 +238,10 @@ def pandas_path(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def native_floor(args: argparse.Namespace) -> dict[str, Any]:
-    """The bare data path with the harvester's native reader as the parser."""
+    """The bare data path with the harvester's parser, Parquet options and process settings."""
+    from harvester.entry import tune_process
+
+    tune_process()
     return floor(args, native=True)
 
 
