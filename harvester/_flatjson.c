@@ -92,11 +92,22 @@ static int utf8_length(const unsigned char *s, Py_ssize_t n) {
     return len;
 }
 
+/* Bytes a text cannot hold as they are: the closing quote, a backslash, control characters,
+ * and the start of a multi-byte sequence (checked as UTF-8). Everything else is skipped with
+ * one look-up a byte. */
+static unsigned char text_stop[256];
+
+static void init_text_stop(void) {
+    for (int c = 0; c < 256; c++) text_stop[c] = c == '"' || c == '\\' || c < 0x20 || c >= 0x80;
+}
+
 /* A text after its opening quote: its bytes [*start, *start + *len), or 0 to refuse. */
 static int read_text(Reader *r, const char **start, Py_ssize_t *len) {
     const unsigned char *s = r->p;
     const unsigned char *q = s;
-    while (q < r->end) {
+    for (;;) {
+        while (q < r->end && !text_stop[*q]) q++;
+        if (q >= r->end) return 0;
         unsigned char c = *q;
         if (c == '"') {
             *start = (const char *)s;
@@ -104,16 +115,11 @@ static int read_text(Reader *r, const char **start, Py_ssize_t *len) {
             r->p = q + 1;
             return 1;
         }
-        if (c == '\\' || c < 0x20) return 0;
-        if (c >= 0x80) {
-            int n = utf8_length(q, r->end - q);
-            if (!n) return 0;
-            q += n;
-        } else {
-            q++;
-        }
+        if (c < 0x80) return 0; /* a backslash or a control character */
+        int n = utf8_length(q, r->end - q);
+        if (!n) return 0;
+        q += n;
     }
-    return 0;
 }
 
 static int looks_like_time(const char *s, Py_ssize_t n) {
@@ -265,14 +271,25 @@ static int read_number(Reader *r, int *is_int, int64_t *as_int, double *as_float
     return 1;
 }
 
+static int same_name(const Column *c, const char *name, Py_ssize_t len) {
+    if (c->name_len != len) return 0;
+    for (Py_ssize_t i = 0; i < len; i++)
+        if (c->name[i] != name[i]) return 0;
+    return 1;
+}
+
 static Column *column_named(Reader *r, const char *name, Py_ssize_t len) {
+    /* Records nearly always list their fields in one order: start from the one after the
+     * last match, and wrap without a division (two a key cost more than the compare). */
     Py_ssize_t n = r->ncolumns;
+    Py_ssize_t at = r->hint < n ? r->hint : 0;
     for (Py_ssize_t k = 0; k < n; k++) {
-        Column *c = &r->columns[(r->hint + k) % n];
-        if (c->name_len == len && memcmp(c->name, name, (size_t)len) == 0) {
-            r->hint = (r->hint + k + 1) % n;
+        Column *c = &r->columns[at];
+        if (same_name(c, name, len)) {
+            r->hint = at + 1;
             return c;
         }
+        if (++at == n) at = 0;
     }
     if (n == MAX_COLUMNS) return NULL;
     if (n == r->columns_cap) {
@@ -389,16 +406,34 @@ static int read_value(Reader *r, Column *c) {
     return 1;
 }
 
+/* The column after the last one matched, when the key at r->p (past its opening quote) is
+ * its name followed by the closing quote: the key is then that name, already checked as a
+ * text, so it is neither scanned nor looked up. */
+static Column *expected_key(Reader *r) {
+    if (r->hint >= r->ncolumns) r->hint = 0; /* the next record starts over */
+    if (r->ncolumns == 0) return NULL;
+    Column *c = &r->columns[r->hint];
+    if (r->end - r->p <= c->name_len || r->p[c->name_len] != '"' ||
+        memcmp(r->p, c->name, (size_t)c->name_len) != 0)
+        return NULL;
+    r->p += c->name_len + 1;
+    r->hint++;
+    return c;
+}
+
 static int read_record(Reader *r) {
     if (!take(r, '{') || r->rows >= r->cap) return 0;
     if (take(r, '}')) goto done;
     do {
         if (!take(r, '"')) return 0;
-        const char *name;
-        Py_ssize_t len;
-        if (!read_text(r, &name, &len) || !take(r, ':')) return 0;
-        Column *c = column_named(r, name, len);
-        if (!c || !read_value(r, c)) return 0;
+        Column *c = expected_key(r);
+        if (!c) {
+            const char *name;
+            Py_ssize_t len;
+            if (!read_text(r, &name, &len)) return 0;
+            c = column_named(r, name, len);
+        }
+        if (!c || !take(r, ':') || !read_value(r, c)) return 0;
     } while (take(r, ','));
     if (!take(r, '}')) return 0;
 done:
@@ -528,6 +563,7 @@ static struct PyModuleDef module = {
 };
 
 PyMODINIT_FUNC PyInit__flatjson(void) {
+    init_text_stop();
     c_locale = newlocale(LC_ALL_MASK, "C", (locale_t)0);
     if (!c_locale) return PyErr_NoMemory();
     return PyModule_Create(&module);
