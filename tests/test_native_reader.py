@@ -105,7 +105,7 @@ def flat_records(draw: st.DrawFn) -> list[dict[str, object]]:
 
 
 @needs_native
-@settings(max_examples=500, deadline=None)
+@settings(max_examples=300, deadline=None)
 @given(flat_records(), st.booleans())
 @example([{"_id": "a", "date": "2024-02-05T23:00:01+01:00", "x": 2**53 + 1, "y": 0.5}], False)
 @example([{"_id": "a", "date": "2024-02-05T22:00:01.250Z", "x": -0.0}, {"_id": "b"}], True)
@@ -144,7 +144,7 @@ _ANY_VALUES = st.recursive(
 
 
 @needs_native
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=300, deadline=None)
 @given(
     st.lists(
         st.dictionaries(
@@ -174,7 +174,7 @@ _GOOD_BODY = orjson.dumps(
 
 
 @needs_native
-@settings(max_examples=600, deadline=None)
+@settings(max_examples=400, deadline=None)
 @given(st.data())
 def test_broken_bodies_are_refused_or_read_alike_never_crash(data: st.DataObject) -> None:
     """A body cut short, or with bytes replaced or inserted anywhere, is refused or read as
