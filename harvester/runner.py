@@ -36,6 +36,7 @@ from harvester.retrying import with_retries
 from harvester.shards import (
     CHECKPOINT_PREFIX,
     HARVEST_DIR,
+    Shard,
     checkpoint_prefix,
     devices_of,
     journal_prefixes,
@@ -301,7 +302,7 @@ async def run_harvest(
                 finally:
                     summary.client = client.stats.as_dict()
                 if not stop.is_set():
-                    await _align_widened(sink, schemas, executor)
+                    await _align_widened(sink, schemas, executor, config.shard)
         summary.interrupted = stop.is_set()
         journal.close()
     finally:
@@ -313,11 +314,15 @@ async def run_harvest(
     return summary
 
 
-async def _align_widened(sink: ParquetSink, schemas: SchemaRegistry, executor: Executor) -> None:
-    """Keep each device type's files on one schema, so default readers see every field."""
+async def _align_widened(
+    sink: ParquetSink, schemas: SchemaRegistry, executor: Executor, shard: Shard | None
+) -> None:
+    """Keep each device type's files on one schema, so default readers see every field; a
+    shard aligns only its own devices' files (others may be writing theirs right now)."""
     loop = asyncio.get_running_loop()
+    owns = shard.owns if shard is not None else (lambda _uuid: True)
     for device_type in sorted(schemas.widened):
-        await loop.run_in_executor(executor, sink.align_files, device_type)
+        await loop.run_in_executor(executor, sink.align_files, device_type, owns)
 
 
 async def _fetch(client: SensitClient, job: WindowJob) -> bytes:

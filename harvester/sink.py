@@ -64,6 +64,11 @@ def day_file_key(device_type: str, uuid: str, day: dt.date) -> str:
     return f"device_type={device_type}/device_id={uuid}/day={iso}/{uuid}_{iso}.parquet"
 
 
+def _device_of_key(key: str) -> str:
+    """The device uuid of a ``day_file_key``."""
+    return key.split("/", 2)[1].removeprefix("device_id=")
+
+
 @dataclass(frozen=True)
 class WindowRows:
     """One fetched window ``[start, end)`` and its parsed records (unfiltered, maybe dupes)."""
@@ -223,10 +228,15 @@ class ParquetSink:
         log.debug("file_written", key=key, rows=table.num_rows, bytes=written)
         return DayWriteResult(rows_per_window, table.num_rows, written, unreadable)
 
-    def align_files(self, device_type: str) -> int:
+    def align_files(
+        self, device_type: str, owns: Callable[[str], bool] = lambda _uuid: True
+    ) -> int:
         """Rewrites the type's day files whose schema is not the unified one; returns how many.
 
         Widens the registry with every file's schema first, so a lost registry is rebuilt.
+        Rewrites only the files of devices ``owns`` accepts: a shard may rewrite no file that
+        another shard's process may be writing at that moment. The type's "unaligned" marker
+        stays until every file is aligned, so the other shards' next runs align theirs.
         """
         schemas: dict[str, pa.Schema] = {}
         for key in self._storage.list_files(f"device_type={device_type}/"):
@@ -239,16 +249,26 @@ class ParquetSink:
                 schemas[key] = schema
                 self._schemas.widen(device_type, schema)
         target = self._schemas.schema(device_type)
-        rewritten = 0
+        rewritten = left = 0
         for key, schema in schemas.items():
             if schema.equals(target):
+                continue
+            if not owns(_device_of_key(key)):
+                left += 1
                 continue
             table = self._read_existing(key)
             if table is not None:
                 self._write(key, conform(table, target))
                 rewritten += 1
-        self._storage.delete(f"{SCHEMA_PREFIX}{device_type}{UNALIGNED_SUFFIX}")
-        log.info("files_aligned", device_type=device_type, files=len(schemas), rewritten=rewritten)
+        if not left:
+            self._storage.delete(f"{SCHEMA_PREFIX}{device_type}{UNALIGNED_SUFFIX}")
+        log.info(
+            "files_aligned",
+            device_type=device_type,
+            files=len(schemas),
+            rewritten=rewritten,
+            left_to_their_shard=left,
+        )
         return rewritten
 
     def _write(self, key: str, table: pa.Table) -> int:

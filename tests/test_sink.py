@@ -291,6 +291,23 @@ def test_align_files_puts_every_file_on_the_unified_schema(
     assert rows == [(18, 6, 3, 3)]
 
 
+def test_a_shard_aligns_only_its_own_devices_files(storage: LocalStorage) -> None:
+    """Concurrent shards share one archive: a shard rewrites only its devices' files (another
+    shard may be writing its own at that moment, and a rewrite from an older read would lose
+    its rows), and the type stays marked unaligned until the last shard has aligned its own."""
+    registry = SchemaRegistry(storage)
+    sink = ParquetSink(storage, registry)
+    _fleet_with_a_late_field(sink)
+    before = {key: storage.read_bytes(key) for key in storage.list_files("device_type=SPOD/")}
+    mine = {"1040"}
+    assert sink.align_files("SPOD", owns=lambda uuid: uuid in mine) == 2
+    changed = {key for key, body in before.items() if storage.read_bytes(key) != body}
+    assert changed and all("device_id=1040/" in key for key in changed)
+    assert SchemaRegistry(storage).widened == frozenset({"SPOD"})
+    assert sink.align_files("SPOD", owns=lambda uuid: uuid not in mine) == 4
+    assert SchemaRegistry(storage).widened == frozenset()
+
+
 def test_align_files_rebuilds_a_lost_registry_from_the_files(
     storage: LocalStorage, sink: ParquetSink
 ) -> None:
