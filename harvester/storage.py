@@ -24,6 +24,7 @@ from harvester.errors import LockedError, StorageError
 
 TMP_PREFIX = "."
 TMP_MARK = ".tmp-"
+_SWEPT_ATTEMPTS = 3
 
 
 class StorageLock(Protocol):
@@ -94,25 +95,44 @@ class LocalStorage:
 
     def write_file(self, key: str, write: Callable[[BinaryIO], object]) -> None:
         final = self._path(key)
-        tmp = final.with_name(f"{TMP_PREFIX}{final.name}{TMP_MARK}{secrets.token_hex(4)}")
         with self._translate(f"write {final}"):
             final.parent.mkdir(parents=True, exist_ok=True)
-            try:
-                with open(tmp, "wb") as handle:
-                    write(handle)
-                    crashpoints.hit("write", f"write_{crashpoints.kind_of(key)}")
-                    handle.flush()
-                    os.fsync(handle.fileno())
-                os.replace(tmp, final)
-            except BaseException:
-                tmp.unlink(missing_ok=True)
-                raise
+            # Shards share a few keys (the schema registry): another process's sweep below
+            # may remove this write's temporary before its rename. The write is then done
+            # again; the last complete write wins, as it would have anyway.
+            for _ in range(_SWEPT_ATTEMPTS):
+                if self._write_once(key, final, write):
+                    break
+            else:
+                raise FileNotFoundError(
+                    errno.ENOENT, "its temporary file was removed by another writer", str(final)
+                )
             _fsync_dir(final.parent)
             # A process killed mid-write leaves its temporary behind; the file's next write
             # (a resumed run writes every day it had not checkpointed) sweeps it away.
             for leftover in final.parent.glob(f"{TMP_PREFIX}{final.name}{TMP_MARK}*"):
                 leftover.unlink(missing_ok=True)
             crashpoints.tear_if_due(f"torn_{crashpoints.kind_of(key)}", final)
+
+    def _write_once(self, key: str, final: Path, write: Callable[[BinaryIO], object]) -> bool:
+        """One temporary-and-rename write; False when a concurrent writer of the same key
+        swept the temporary away before the rename."""
+        tmp = final.with_name(f"{TMP_PREFIX}{final.name}{TMP_MARK}{secrets.token_hex(4)}")
+        try:
+            with open(tmp, "wb") as handle:
+                write(handle)
+                crashpoints.hit("write", f"write_{crashpoints.kind_of(key)}")
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(tmp, final)
+        except FileNotFoundError:
+            if not final.parent.is_dir():
+                raise
+            return False
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        return True
 
     def read_bytes(self, key: str) -> bytes:
         with self._translate(f"read {self._path(key)}"):

@@ -47,6 +47,40 @@ def test_leftover_of_a_killed_write_is_swept_by_the_next_write(tmp_path: Path) -
     assert storage.list_files("d/") == ["d/x.parquet"]
 
 
+def test_a_write_whose_temporary_another_writer_swept_is_done_again(tmp_path: Path) -> None:
+    """Shards share a few keys (the schema registry). When another process's write of the
+    same key sweeps this write's temporary away before its rename, the write is done again
+    instead of failing the run."""
+    storage = LocalStorage(tmp_path)
+    calls = 0
+
+    def write(handle: BinaryIO) -> None:
+        nonlocal calls
+        calls += 1
+        if calls == 1:  # the other writer's sweep, between this write and its rename
+            for temporary in tmp_path.glob(".registry.arrow.tmp-*"):
+                temporary.unlink()
+        handle.write(b"widened")
+
+    storage.write_file("registry.arrow", write)
+    assert calls == 2
+    assert storage.read_bytes("registry.arrow") == b"widened"
+    assert [p.name for p in tmp_path.iterdir()] == ["registry.arrow"]
+
+
+def test_a_write_swept_every_time_is_a_storage_error(tmp_path: Path) -> None:
+    """A temporary that keeps vanishing is reported, never taken for a written file."""
+    storage = LocalStorage(tmp_path)
+
+    def write(handle: BinaryIO) -> None:
+        for temporary in tmp_path.glob(".registry.arrow.tmp-*"):
+            temporary.unlink()
+
+    with pytest.raises(StorageError, match="removed by another writer"):
+        storage.write_file("registry.arrow", write)
+    assert not (tmp_path / "registry.arrow").exists()
+
+
 def test_os_errors_become_one_line_storage_errors(tmp_path: Path) -> None:
     """Writing below a file is a StorageError that says what is wrong, not an OSError."""
     (tmp_path / "file").write_text("x")
