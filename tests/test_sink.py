@@ -302,7 +302,8 @@ def test_a_shard_aligns_only_its_own_devices_files(storage: LocalStorage) -> Non
     mine = {"1040"}
     assert sink.align_files("SPOD", owns=lambda uuid: uuid in mine) == 2
     changed = {key for key, body in before.items() if storage.read_bytes(key) != body}
-    assert changed and all("device_id=1040/" in key for key in changed)
+    assert changed
+    assert all("device_id=1040/" in key for key in changed)
     assert SchemaRegistry(storage).widened == frozenset({"SPOD"})
     assert sink.align_files("SPOD", owns=lambda uuid: uuid not in mine) == 4
     assert SchemaRegistry(storage).widened == frozenset()
