@@ -312,17 +312,18 @@ def test_a_body_is_read_alike_whatever_its_size(records: list[dict[str, object]]
     assert parse_window(body).equals(as_large)
 
 
-def test_small_bodies_take_the_object_path_and_large_ones_a_native_reader(
+def test_flat_bodies_go_to_the_native_reader_others_by_size(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """pyarrow.json costs ~0.3 ms whatever the size, so only large bodies are given to a
-    native reader: the flat reader where it accepts the body, pyarrow.json where it refuses."""
+    """Flat records, small or large, are read natively where the reader is built; a body it
+    refuses goes to the object path when small (pyarrow.json costs ~0.3 ms whatever the
+    size) and to pyarrow.json when large or holding a time-like text."""
     readers: list[tuple[str, int]] = []
     real_flat, real_arrow = parse.read_flat_records, parse._read_arrow
 
     def flat_spy(body: bytes) -> pa.Table | None:
         table = real_flat(body)
-        readers.append(("flat" if table is not None else "refused", len(body)))
+        readers.append(("native" if table is not None else "refused", len(body)))
         return table
 
     def arrow_spy(body: bytes) -> pa.Table:
@@ -333,14 +334,19 @@ def test_small_bodies_take_the_object_path_and_large_ones_a_native_reader(
     monkeypatch.setattr(parse, "_read_arrow", arrow_spy)
     small = _body([_record(i, temp=20.5) for i in range(3)])
     large = _body([_record(i, temp=20.5) for i in range(2000)])
-    nested = _body([_record(i, wind={"speed": 2.5}) for i in range(2000)])
-    assert len(small) <= SMALL_BODY_MAX_BYTES < min(len(large), len(nested))
-    parse_window(small)
-    assert readers == []
-    parse_window(large)
-    parse_window(nested)
-    flat = "flat" if NATIVE else "refused"
-    assert readers == [(flat, len(large)), ("refused", len(nested)), ("arrow", len(nested))]
+    nested_small = _body([_record(i, wind={"speed": 2.5}) for i in range(3)])
+    nested_large = _body([_record(i, wind={"speed": 2.5}) for i in range(2000)])
+    assert max(len(small), len(nested_small)) <= SMALL_BODY_MAX_BYTES < len(nested_large)
+    for body in (small, large, nested_small, nested_large):
+        parse_window(body)
+    flat = "native" if NATIVE else "refused"
+    assert readers == [
+        (flat, len(small)),
+        (flat, len(large)),
+        ("refused", len(nested_small)),
+        ("refused", len(nested_large)),
+        ("arrow", len(nested_large)),
+    ]
     readers.clear()
     parse_window(_body([_record(0, calibrated="2024-01-01T00:00:00Z")]))
     assert [reader for reader, _ in readers] == ["refused", "arrow"]
