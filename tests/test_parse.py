@@ -339,10 +339,13 @@ def test_flat_bodies_go_to_the_native_reader_others_by_size(
     assert max(len(small), len(nested_small)) <= SMALL_BODY_MAX_BYTES < len(nested_large)
     for body in (small, large, nested_small, nested_large):
         parse_window(body)
-    flat = "native" if NATIVE else "refused"
+    # Built without a C compiler, the reader refuses every body.
+    large_read = (
+        [("native", len(large))] if NATIVE else [("refused", len(large)), ("arrow", len(large))]
+    )
     assert readers == [
-        (flat, len(small)),
-        (flat, len(large)),
+        ("native" if NATIVE else "refused", len(small)),
+        *large_read,
         ("refused", len(nested_small)),
         ("refused", len(nested_large)),
         ("arrow", len(nested_large)),
