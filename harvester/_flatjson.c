@@ -1,16 +1,17 @@
 /* A reader for the one shape nearly every records body has: {"data": [flat record, ...]}.
  *
- * A flat record is an object whose values are numbers, texts or null. The reader builds one
- * Arrow-layout column per field (validity bytes, int64/float64 values, or int32 offsets and
- * UTF-8 bytes) in one pass, without the GIL and without a Python object per value. It types
- * a field as pyarrow.json does: integers → int64, any number with a fraction or an exponent
- * → float64 (integers beside it are converted), texts → string, only nulls → null.
+ * A flat record is an object whose values are numbers, texts, booleans or null. The reader
+ * builds one Arrow-layout column per field (validity bits, int64/float64 values, bits, or
+ * int32 offsets and UTF-8 bytes) in one pass, without a Python object per value (and, for a
+ * large body, without the GIL). It types a field as pyarrow.json does: integers → int64, any
+ * number with a fraction or an exponent → float64 (integers beside it are converted), texts
+ * → string, booleans → bool, only nulls → null.
  *
  * It refuses, by returning None, every body it does not read exactly as pyarrow.json would,
- * and the caller then uses pyarrow.json: anything but that envelope, nested values, booleans,
- * escapes in texts, a field holding both numbers and texts, a repeated key, integers beyond
- * 64 bits, numbers it would round differently, a text beyond "date" that pyarrow.json may read
- * as a time, a "date" not in the plain ISO-8601 form. Refusing only costs time, so every
+ * and the caller then uses pyarrow.json: anything but that envelope, nested values, escapes
+ * in texts, a field holding two kinds (numbers and texts, a boolean beside a number), a
+ * repeated key, integers beyond 64 bits, numbers it would round differently, a text beyond
+ * "date" that pyarrow.json may read as a time, a "date" not in the plain ISO-8601 form. Refusing only costs time, so every
  * doubt ends in a refusal. A malformed body is refused too, never read past its end.
  */
 #define PY_SSIZE_T_CLEAN
@@ -26,8 +27,14 @@
 #include <xlocale.h>
 #endif
 
-/* KIND_TIME: the "date" field, int64 milliseconds since the epoch, UTC. */
-enum { KIND_NULL = 0, KIND_INT = 1, KIND_FLOAT = 2, KIND_STRING = 3, KIND_TIME = 4 };
+/* KIND_TIME: the "date" field, int64 milliseconds since the epoch, UTC. KIND_BOOL: one byte a
+ * row until the end, then an Arrow bitmap. */
+enum { KIND_NULL = 0, KIND_INT = 1, KIND_FLOAT = 2, KIND_STRING = 3, KIND_TIME = 4, KIND_BOOL = 5 };
+
+/* Bodies smaller than this are read holding the GIL: on the event loop, handing the GIL over
+ * for a few microseconds of parsing can cost a wait of a whole switch interval to get it back
+ * from a writer thread. */
+#define RELEASE_GIL_FROM 65536
 
 #define MAX_COLUMNS 4096
 #define MAX_NUMBER_TEXT 64
@@ -388,6 +395,14 @@ static int read_value(Reader *r, Column *c) {
                 return 0;
             c->offsets[row + 1] = (int32_t)c->chars_len;
         }
+    } else if ((first == 't' || first == 'f') && !is_date(c)) {
+        int truth = first == 't';
+        const char *word = truth ? "true" : "false";
+        size_t n = truth ? 4 : 5;
+        if ((size_t)(r->end - r->p) < n || memcmp(r->p, word, n) != 0) return 0;
+        r->p += n;
+        if (!become(r, c, KIND_BOOL)) return 0;
+        ((uint8_t *)c->values)[row] = (uint8_t)truth;
     } else if ((first == '-' || is_digit(first)) && !is_date(c)) {
         int is_int;
         int64_t as_int;
@@ -469,12 +484,13 @@ static void free_reader(Reader *r) {
     free(r->columns);
 }
 
-/* The validity bytes of c packed into an Arrow bitmap, in place (least significant bit first). */
-static void pack_validity(Column *c, Py_ssize_t rows) {
+/* Bytes of 0 or 1, one a row, packed into an Arrow bitmap in place (least significant bit
+ * first): the validity of every column, and the values of a bool column. */
+static void pack_bits(uint8_t *bytes, Py_ssize_t rows) {
     for (Py_ssize_t k = 0; k < rows; k += 8) {
         uint8_t bits = 0;
-        for (Py_ssize_t b = 0; b < 8 && k + b < rows; b++) bits |= (uint8_t)(c->valid[k + b] << b);
-        c->valid[k / 8] = bits;
+        for (Py_ssize_t b = 0; b < 8 && k + b < rows; b++) bits |= (uint8_t)(bytes[k + b] << b);
+        bytes[k / 8] = bits;
     }
 }
 
@@ -491,7 +507,7 @@ static PyObject *column_tuple(const Column *c, Py_ssize_t rows) {
         values = bytes_or_none(c->offsets, (rows + 1) * (Py_ssize_t)sizeof(int32_t));
         chars = PyBytes_FromStringAndSize(c->chars ? c->chars : "", c->chars_len);
     } else {
-        values = bytes_or_none(c->values, rows * 8);
+        values = bytes_or_none(c->values, c->kind == KIND_BOOL ? (rows + 7) / 8 : rows * 8);
         chars = (Py_INCREF(Py_None), Py_None);
     }
     PyObject *result = NULL;
@@ -517,16 +533,18 @@ static PyObject *read_columns(PyObject *module, PyObject *body) {
     r.p = (const unsigned char *)data;
     r.end = r.p + size;
     int ok;
-    Py_BEGIN_ALLOW_THREADS;
+    PyThreadState *released = size >= RELEASE_GIL_FROM ? PyEval_SaveThread() : NULL;
     for (const char *q = data; (q = memchr(q, '{', (size_t)(data + size - q))) != NULL; q++) r.cap++;
     ok = read_body(&r);
     if (ok) {
         for (Py_ssize_t k = 0; k < r.ncolumns; k++) {
-            pad(&r.columns[k], r.rows);
-            pack_validity(&r.columns[k], r.rows);
+            Column *c = &r.columns[k];
+            pad(c, r.rows);
+            pack_bits(c->valid, r.rows);
+            if (c->kind == KIND_BOOL) pack_bits(c->values, r.rows);
         }
     }
-    Py_END_ALLOW_THREADS;
+    if (released) PyEval_RestoreThread(released);
     if (!ok) {
         free_reader(&r);
         Py_RETURN_NONE;

@@ -1,4 +1,4 @@
-# Each column: name, kind (0 null, 1 int64, 2 float64, 3 string, 4 date as ms UTC), null
+# Each column: name, kind (0 null, 1 int64, 2 float64, 3 string, 4 date as ms UTC, 5 bool), null
 # count, validity bitmap (None without nulls), values (offsets for strings), string bytes.
 _Column = tuple[str, int, int, bytes | None, bytes | None, bytes | None]
 

@@ -3,10 +3,10 @@
 Parsing is most of the harvester's CPU. ``pyarrow.json`` takes 17 to 26 ms of CPU on a SPOD
 window of 6,700 records (2.4 MB), and its ISO dates another cast; orjson plus a pandas
 ``DataFrame`` cost about as much, so no harvester built on it can be much cheaper than a
-pandas script. Nearly every body is ``{"data": [flat records]}`` (numbers, texts and nulls),
-and the C reader builds those columns, dates included, in 5 to 7 ms, without the GIL. No kept
-library does this: pyarrow.json, Polars and DuckDB took as long or longer, and orjson or
-msgspec make a Python object per value.
+pandas script. Nearly every body is ``{"data": [flat records]}`` (numbers, texts, booleans
+and nulls), and the C reader builds those columns, dates included, in about 5 ms, without
+the GIL. No kept library does this: pyarrow.json, Polars and DuckDB took as long or longer,
+and orjson or msgspec make a Python object per value.
 
 The reader refuses every body it would not read exactly as pyarrow.json does (see the C
 file's header), and ``harvester.parse`` then reads it with pyarrow.json. Built optionally: an
@@ -30,7 +30,13 @@ except ImportError:
 NATIVE: Final = _flatjson is not None
 
 # The kinds of _flatjson.c; 4 is "date", already milliseconds since the epoch, UTC.
-_KIND_TYPES: Final = {1: pa.int64(), 2: pa.float64(), 3: pa.string(), 4: TIMESTAMP}
+_KIND_TYPES: Final = {
+    1: pa.int64(),
+    2: pa.float64(),
+    3: pa.string(),
+    4: TIMESTAMP,
+    5: pa.bool_(),
+}
 
 
 def read_flat_records(body: bytes) -> pa.Table | None:

@@ -55,7 +55,7 @@ _NUMBERS = st.one_of(
     st.floats(allow_nan=False, allow_infinity=False),
     st.integers(-(2**53), 2**53).map(lambda n: n / 1000),
 )
-_FLAT_KIND = st.sampled_from(["number", "text", "null"])
+_FLAT_KIND = st.sampled_from(["number", "text", "bool", "null"])
 _DATES = st.datetimes(
     min_value=dt.datetime(1, 1, 2), max_value=dt.datetime(9999, 12, 30), timezones=st.just(dt.UTC)
 )
@@ -76,11 +76,11 @@ def _date_text(moment: dt.datetime, form: int, offset_minutes: int) -> str:
 
 @st.composite
 def flat_records(draw: st.DrawFn) -> list[dict[str, object]]:
-    """Records the native reader is meant to accept: numbers, texts and nulls, fields
-    missing here and there, one kind per field, and a plain ISO-8601 ``date``."""
+    """Records the native reader is meant to accept: numbers, texts, booleans and nulls,
+    fields missing here and there, one kind per field, and a plain ISO-8601 ``date``."""
     names = draw(st.lists(st.sampled_from(["x", "y", "z", "ünï", ""]), unique=True, max_size=4))
     kinds = {name: draw(_FLAT_KIND) for name in names}
-    values = {"number": _NUMBERS, "text": _TEXT, "null": st.none()}
+    values = {"number": _NUMBERS, "text": _TEXT, "bool": st.booleans(), "null": st.none()}
     records = []
     for i in range(draw(st.integers(1, 8))):
         moment = draw(_DATES)
@@ -159,6 +159,7 @@ _GOOD_BODY = orjson.dumps(
         "data": [
             {"_id": "a1", "id": "1041", "date": "2024-02-05T22:00:01.000Z", "t": 20.5, "n": 3},
             {"_id": "a2", "id": "1041", "date": "2024-02-05T22:00:02.000Z", "t": None, "é": "ü"},
+            {"_id": "a3", "id": "1041", "date": "2024-02-05T22:00:03.000Z", "alarm": False},
         ]
     }
 )
@@ -226,7 +227,9 @@ def test_number_texts_read_as_correctly_rounded_doubles_or_are_refused(text: str
 @pytest.mark.parametrize(
     "body",
     [
-        b'{"data":[{"_id":"a","date":"2024-01-01T00:00:00Z","v":true}]}',
+        b'{"data":[{"_id":"a","date":"2024-01-01T00:00:00Z","v":true},{"_id":"b","v":1}]}',
+        b'{"data":[{"_id":"a","date":"2024-01-01T00:00:00Z","v":0.5},{"_id":"b","v":false}]}',
+        b'{"data":[{"_id":"a","date":"2024-01-01T00:00:00Z","v":tru}]}',
         b'{"data":[{"_id":"a","date":"2024-01-01T00:00:00Z","v":{"w":1}}]}',
         b'{"data":[{"_id":"a","date":"2024-01-01T00:00:00Z","v":[1]}]}',
         b'{"data":[{"_id":"a","date":"2024-01-01T00:00:00Z","v":"a\\"b"}]}',
@@ -247,10 +250,10 @@ def test_number_texts_read_as_correctly_rounded_doubles_or_are_refused(text: str
     ],
 )
 def test_bodies_beyond_flat_records_are_refused(body: bytes) -> None:
-    """Booleans, nested values, escapes, repeated keys, mixed kinds, time-like texts beyond
-    "date", dates not in the plain form or not on the calendar, other top-level fields,
-    out-of-range numbers, trailing documents, empty records and invalid UTF-8 are left to
-    pyarrow.json, which knows how to type or refuse them."""
+    """Booleans beside numbers, nested values, escapes, repeated keys, mixed kinds,
+    time-like texts beyond "date", dates not in the plain form or not on the calendar, other
+    top-level fields, out-of-range numbers, trailing documents, empty records and invalid
+    UTF-8 are left to pyarrow.json, which knows how to type or refuse them."""
     assert read_flat_records(body) is None
 
 
@@ -291,7 +294,7 @@ def test_without_the_native_reader_every_body_goes_to_pyarrow(
     """An install without a C compiler still parses every body (through pyarrow.json)."""
     monkeypatch.setattr(native_reader, "_flatjson", None)
     assert read_flat_records(_GOOD_BODY) is None
-    assert parse.parse_window(_GOOD_BODY * 1 + b" " * parse.SMALL_BODY_MAX_BYTES).num_rows == 2
+    assert parse.parse_window(_GOOD_BODY + b" " * parse.SMALL_BODY_MAX_BYTES).num_rows == 3
 
 
 def test_the_native_reader_is_built_where_a_c_compiler_is() -> None:
