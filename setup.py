@@ -12,6 +12,7 @@ setup(
         Extension(
             "harvester._flatjson",
             sources=["harvester/_flatjson.c"],
+            depends=["harvester/_flatjson_values.h"],
             optional=True,
             extra_compile_args=["-O2", "-std=c11", "-Wall", "-Wextra"],
         )
