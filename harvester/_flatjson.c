@@ -11,8 +11,9 @@
  * and the caller then uses pyarrow.json: anything but that envelope, nested values, escapes
  * in texts, a field holding two kinds (numbers and texts, a boolean beside a number), a
  * repeated key, integers beyond 64 bits, numbers it would round differently, a text beyond
- * "date" that pyarrow.json may read as a time, a "date" not in the plain ISO-8601 form. Refusing only costs time, so every
- * doubt ends in a refusal. A malformed body is refused too, never read past its end.
+ * "date" that pyarrow.json may read as a time, a "date" not in the plain ISO-8601 form.
+ * Refusing only costs time, so every doubt ends in a refusal. A malformed body is refused
+ * too, never read past its end.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -48,7 +49,7 @@ typedef struct {
     Py_ssize_t seen_row;  /* the last row that set this field: a repeated key */
     Py_ssize_t nulls;
     uint8_t *valid;       /* one byte a row until the end */
-    void *values;         /* int64_t or double, one a row */
+    void *values;         /* a row's int64 (ints, times), double, or byte (bools) */
     int32_t *offsets;     /* rows + 1 */
     char *chars;
     Py_ssize_t chars_len, chars_cap;
@@ -63,7 +64,6 @@ typedef struct {
     Py_ssize_t hint; /* the column the next key most likely names */
 } Reader;
 
-
 static void skip_space(Reader *r) {
     while (r->p < r->end && (*r->p == ' ' || *r->p == '\n' || *r->p == '\r' || *r->p == '\t'))
         r->p++;
@@ -77,7 +77,6 @@ static int take(Reader *r, unsigned char c) {
     }
     return 0;
 }
-
 
 static int same_name(const Column *c, const char *name, Py_ssize_t len) {
     if (c->name_len != len) return 0;
@@ -135,7 +134,7 @@ static int become(Reader *r, Column *c, int kind) {
             c->offsets = calloc((size_t)r->cap + 1, sizeof(int32_t));
             return c->offsets != NULL;
         }
-        c->values = calloc((size_t)r->cap, 8);
+        c->values = calloc((size_t)r->cap, kind == KIND_BOOL ? 1 : 8);
         return c->values != NULL;
     }
     if (c->kind == KIND_INT && kind == KIND_FLOAT) {
@@ -261,7 +260,8 @@ static int read_body(Reader *r) {
     if (!take(r, '{') || !take(r, '"')) return 0;
     const char *name;
     Py_ssize_t len;
-    if (!scan_text(&r->p, r->end, &name, &len) || len != 4 || memcmp(name, "data", 4) != 0) return 0;
+    if (!scan_text(&r->p, r->end, &name, &len) || len != 4 || memcmp(name, "data", 4) != 0)
+        return 0;
     if (!take(r, ':') || !take(r, '[')) return 0;
     if (!take(r, ']')) {
         do {
@@ -302,7 +302,8 @@ static PyObject *bytes_or_none(const void *data, Py_ssize_t n) {
 
 static PyObject *column_tuple(const Column *c, Py_ssize_t rows) {
     PyObject *name = PyUnicode_DecodeUTF8(c->name, c->name_len, "strict");
-    PyObject *validity = c->nulls ? bytes_or_none(c->valid, (rows + 7) / 8) : (Py_INCREF(Py_None), Py_None);
+    PyObject *validity =
+        c->nulls ? bytes_or_none(c->valid, (rows + 7) / 8) : (Py_INCREF(Py_None), Py_None);
     PyObject *values = NULL, *chars = NULL;
     if (c->kind == KIND_STRING) {
         values = bytes_or_none(c->offsets, (rows + 1) * (Py_ssize_t)sizeof(int32_t));
@@ -335,7 +336,8 @@ static PyObject *read_columns(PyObject *module, PyObject *body) {
     r.end = r.p + size;
     int ok;
     PyThreadState *released = size >= RELEASE_GIL_FROM ? PyEval_SaveThread() : NULL;
-    for (const char *q = data; (q = memchr(q, '{', (size_t)(data + size - q))) != NULL; q++) r.cap++;
+    for (const char *q = data; (q = memchr(q, '{', (size_t)(data + size - q))) != NULL; q++)
+        r.cap++;
     ok = read_body(&r);
     if (ok) {
         for (Py_ssize_t k = 0; k < r.ncolumns; k++) {
@@ -361,8 +363,7 @@ static PyObject *read_columns(PyObject *module, PyObject *body) {
     }
     free_reader(&r);
     if (!columns) return NULL;
-    PyObject *result = Py_BuildValue("(nN)", r.rows, columns);
-    return result;
+    return Py_BuildValue("(nN)", r.rows, columns);
 }
 
 static PyMethodDef methods[] = {

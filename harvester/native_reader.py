@@ -29,11 +29,12 @@ except ImportError:
 
 NATIVE: Final = _flatjson is not None
 
-# The kinds of _flatjson.c; 4 is "date", already milliseconds since the epoch, UTC.
+# The kinds of _flatjson.c; its "date" kind is already milliseconds since the epoch, UTC.
+_NULL_KIND, _STRING_KIND = 0, 3
 _KIND_TYPES: Final = {
     1: pa.int64(),
     2: pa.float64(),
-    3: pa.string(),
+    _STRING_KIND: pa.string(),
     4: TIMESTAMP,
     5: pa.bool_(),
 }
@@ -50,11 +51,11 @@ def read_flat_records(body: bytes) -> pa.Table | None:
     rows, columns = read
     arrays = []
     for _, kind, nulls, validity, values, chars in columns:
-        if kind == 0:
+        if kind == _NULL_KIND:
             arrays.append(pa.nulls(rows))
             continue
         buffers = [None if validity is None else pa.py_buffer(validity), pa.py_buffer(values)]
-        if kind == 3:
+        if kind == _STRING_KIND:
             buffers.append(pa.py_buffer(chars))
         arrays.append(pa.Array.from_buffers(_KIND_TYPES[kind], rows, buffers, null_count=nulls))
     return pa.Table.from_arrays(arrays, names=[column[0] for column in columns])

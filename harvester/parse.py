@@ -1,6 +1,6 @@
 """A records response body → one Arrow table, one row per record.
 
-A body of flat records (numbers, texts, nulls), nearly every body, is read by
+A body of flat records (numbers, texts, booleans, nulls), nearly every body, is read by
 ``harvester.native_reader``, which types it as pyarrow.json would at a quarter of its cost and
 at half the cost of the object path below for a small body. Any other large body goes to
 ``pyarrow.json`` as a single JSON row whose ``data`` list is flattened: the parsing runs in

@@ -3,6 +3,7 @@
     python scripts/bench_child.py harvest --base-url URL --out DIR [--concurrency N] [--rps R]
     python scripts/bench_child.py capture --base-url URL --out DIR     (bodies for floor/pandas)
     python scripts/bench_child.py floor   --bodies DIR --out DIR
+    python scripts/bench_child.py floor-native --bodies DIR --out DIR  (our parser and options)
     python scripts/bench_child.py pandas  --bodies DIR --out DIR
 
 ``bench.py`` runs each job in its own process so that CPU time and peak RSS belong to that
