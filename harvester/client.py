@@ -24,7 +24,7 @@ import structlog
 import yarl
 
 from harvester import __version__
-from harvester.client_network import env_proxy, ssl_context
+from harvester.client_network import env_proxy, read_capped, ssl_context
 from harvester.client_replies import (
     Reply,
     available_days,
@@ -33,6 +33,7 @@ from harvester.client_replies import (
     status_error,
     transport_error,
 )
+from harvester.config import DEFAULT_MAX_RESPONSE_MB
 from harvester.errors import (
     AuthError,
     ConfigError,
@@ -71,6 +72,7 @@ class ClientSettings:
     records_path: str = "/sensors-data/get{type}DeviceLogForGivenHour"
     ca_bundle: str | None = None
     refresh_margin_s: float = 300.0
+    max_response_bytes: int = DEFAULT_MAX_RESPONSE_MB << 20
 
     def __post_init__(self) -> None:
         try:
@@ -85,6 +87,8 @@ class ClientSettings:
             raise ConfigError(f"concurrency must be at least 1, got {self.concurrency}")
         if self.connect_timeout_s <= 0 or self.read_timeout_s <= 0:
             raise ConfigError("connect and read timeouts must be positive")
+        if self.max_response_bytes < 1:
+            raise ConfigError("the maximum response size must be positive")
 
     @property
     def shown_url(self) -> str:
@@ -359,7 +363,7 @@ class SensitClient:
             ) as response:
                 # sock_read bounds each read; this bounds the whole body (a trickling server).
                 async with asyncio.timeout(self.settings.read_timeout_s):
-                    body = await response.read()
+                    body, whole = await read_capped(response, self.settings.max_response_bytes)
                 reply = Reply(
                     response.status,
                     body,
@@ -373,6 +377,15 @@ class SensitClient:
             raise transport_error(exc, what, shown_url, signed_in=signed_in) from None
         self.stats.by_status[str(reply.status)] += 1
         self.stats.bytes_received += len(body)
+        # A failure's status still decides (only an excerpt of its body is ever shown).
+        if not whole and 200 <= reply.status < 300:
+            cap_mb = self.settings.max_response_bytes / 2**20
+            raise self._counted(
+                ShapeError(
+                    f"{what}: the response is larger than the {cap_mb:g} MiB cap "
+                    "(--max-response-mb); refused without reading the rest"
+                )
+            )
         return reply
 
     def _secrets(self) -> tuple[str, str]:

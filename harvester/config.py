@@ -25,6 +25,12 @@ from harvester.shards import Shard, parse_shard
 
 DEFAULT_BASE_URL = "https://api.sensitconnect.net"
 ENV_PREFIX = "SENSIT_"
+# The largest legitimate reply is a records window: 2 hours at 1 Hz of the widest device type,
+# 7,201 records with both bounds. The simulator's SPOD after its firmware update (21 fields)
+# renders that window in 2.61 MB (FMD 1.76 MB, RAMP 1.54 MB). 32 MiB is 12x that: room for a
+# server that pretty-prints or adds fields, with a bound on memory that still holds with every
+# worker receiving at once (16 requests x 32 MiB).
+DEFAULT_MAX_RESPONSE_MB = 32
 
 
 class Secret:
@@ -71,6 +77,7 @@ class HarvestConfig:
     max_attempts: int = 8
     connect_timeout_s: float = 10.0
     read_timeout_s: float = 60.0
+    max_response_mb: int = DEFAULT_MAX_RESPONSE_MB
     days_in_flight: int = 0
     ca_bundle: Path | None = None
     signin_path: str = "/users/signin"
@@ -260,6 +267,7 @@ _PARSERS: dict[str, Callable[[Any], Any]] = {
     "max_attempts": _positive_int,
     "connect_timeout_s": _positive_float,
     "read_timeout_s": _positive_float,
+    "max_response_mb": _positive_int,
     "days_in_flight": _non_negative_int,
     "ca_bundle": _path,
     "signin_path": _path_template,

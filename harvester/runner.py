@@ -119,6 +119,7 @@ def client_settings(config: HarvestConfig) -> ClientSettings:
         dates_path=config.dates_path,
         records_path=config.records_path,
         ca_bundle=str(config.ca_bundle) if config.ca_bundle else None,
+        max_response_bytes=config.max_response_mb << 20,
     )
 
 

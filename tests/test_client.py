@@ -7,6 +7,7 @@ import base64
 import contextlib
 import datetime as dt
 import email.utils
+import gzip
 import itertools
 import socket
 import ssl
@@ -23,6 +24,7 @@ from structlog.testing import capture_logs
 
 from harvester import __version__
 from harvester.client import ClientSettings, SensitClient
+from harvester.config import resolve_config
 from harvester.errors import (
     AuthError,
     ConfigError,
@@ -35,6 +37,7 @@ from harvester.errors import (
     TransportError,
 )
 from harvester.models import DayAvailability, Device
+from harvester.runner import client_settings
 
 EMAIL = "ops@example.com"
 PASSWORD = "pa55-Wörd-never-shown"
@@ -754,3 +757,123 @@ def test_settings_reject_a_malformed_base_url() -> None:
     for bad in ("ftp://example.com", "127.0.0.1:8080", "http://"):
         with pytest.raises(ConfigError, match="--base-url"):
             settings(bad)
+
+
+# -- response size cap ------------------------------------------------------------------------
+
+CAP = 64 * 1024
+
+
+def streamed(parts: list[bytes], then_hang: bool = False, length: int | None = None) -> Handler:
+    """A 200 written part by part (chunked, or with a ``length`` it may not keep), then
+    optionally held open without an end, as a server that never stops sending would."""
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        headers = {"Content-Type": "application/json"}
+        if length is not None:
+            headers["Content-Length"] = str(length)
+        response = web.StreamResponse(headers=headers)
+        await response.prepare(request)
+        with contextlib.suppress(ConnectionError):
+            for part in parts:
+                await response.write(part)
+            if then_hang:
+                await asyncio.sleep(30)
+        return response
+
+    return handler
+
+
+async def test_records_body_beyond_the_cap_is_refused_as_soon_as_it_passes_it(
+    serve: Servers,
+) -> None:
+    """A records body that keeps coming past the cap (and would never end) is a ShapeError
+    naming the device and the window's start, raised at the cap, not at the read timeout,
+    with no more than the cap kept."""
+    body = [b'{"data": [' + b" " * 8192] + [b" " * 8192] * 16
+    api = FakeApi(overrides={records_path(): streamed(body, then_hang=True)})
+    async with SensitClient(settings(await serve(api.app()), max_response_bytes=CAP)) as client:
+        await client.sign_in()
+        with pytest.raises(ShapeError, match="records of SPOD 1041 2024-02-05 22:00:00") as caught:
+            await client.fetch_window(SPOD, T0, T0 + dt.timedelta(hours=2))
+    assert "0.0625 MiB cap (--max-response-mb)" in str(caught.value)
+    assert client.stats.shape_errors == 1
+    assert client.stats.bytes_received - len(api.issued[0]) < CAP + 1024
+
+
+async def test_announced_length_beyond_the_cap_is_refused_before_reading(serve: Servers) -> None:
+    """A Content-Length beyond the cap is refused at once, though the body never arrives."""
+    api = FakeApi(overrides={records_path(): streamed([b"{"], then_hang=True, length=CAP + 1)})
+    async with SensitClient(settings(await serve(api.app()), max_response_bytes=CAP)) as client:
+        await client.sign_in()
+        with pytest.raises(ShapeError, match="records of SPOD 1041 2024-02-05 22:00:00"):
+            await client.fetch_window(SPOD, T0, T0 + dt.timedelta(hours=2))
+
+
+async def test_compressed_body_is_capped_as_it_inflates(serve: Servers) -> None:
+    """A small gzip body that inflates far beyond the cap (a zip bomb) is refused; what is
+    kept stays under the cap."""
+    bomb = gzip.compress(b'{"data": [' + b" " * (64 * CAP) + b"]}")
+    assert len(bomb) < CAP
+    headers = {"Content-Encoding": "gzip"}
+    api = FakeApi(overrides={records_path(): respond(200, bomb, headers)})
+    async with SensitClient(settings(await serve(api.app()), max_response_bytes=CAP)) as client:
+        await client.sign_in()
+        received = client.stats.bytes_received
+        with pytest.raises(ShapeError, match="cap"):
+            await client.fetch_window(SPOD, T0, T0 + dt.timedelta(hours=2))
+    assert client.stats.bytes_received - received <= CAP
+
+
+async def test_body_of_exactly_the_cap_is_read_whole(serve: Servers) -> None:
+    """The cap is inclusive: a body of exactly that many bytes is returned byte for byte."""
+    body = b'{"data": []' + b" " * (CAP - 12) + b"}"
+    assert len(body) == CAP
+    api = FakeApi(overrides={records_path(): streamed([body[:1000], body[1000:]])})
+    async with SensitClient(settings(await serve(api.app()), max_response_bytes=CAP)) as client:
+        assert await client.fetch_window(SPOD, T0, T0 + dt.timedelta(hours=2)) == body
+
+
+@pytest.mark.parametrize(
+    ("route", "call", "what"),
+    [
+        ("/users/signin", "sign_in", "sign-in"),
+        ("/clients/getDevicesFromDeviceTypeAndRole", "list_devices", "device list"),
+        ("DataAvailableDates", "available_dates", "available dates of SPOD 1041"),
+    ],
+)
+async def test_every_reply_is_capped(serve: Servers, route: str, call: str, what: str) -> None:
+    """Sign-in, device list and available dates are capped as records are: a body beyond
+    the cap is a ShapeError naming the call."""
+    api = FakeApi(overrides={route: respond(200, b"[" + b" " * CAP + b"]")})
+    async with SensitClient(settings(await serve(api.app()), max_response_bytes=CAP)) as client:
+        method = getattr(client, call)
+        with pytest.raises(ShapeError, match=what):
+            await (method(SPOD) if call == "available_dates" else method())
+
+
+async def test_failure_beyond_the_cap_keeps_its_status(serve: Servers) -> None:
+    """A 503 or a 429 with a huge page is still a ServerError or RateLimitedError (its
+    excerpt cut from the part read), not a shape error."""
+    page = b"<html>" + b"down " * CAP + b"</html>"
+    api = FakeApi(overrides={records_path(): respond(503, page, content_type="text/html")})
+    async with SensitClient(settings(await serve(api.app()), max_response_bytes=CAP)) as client:
+        with pytest.raises(ServerError, match="HTTP 503: down down"):
+            await client.fetch_window(SPOD, T0, T0 + dt.timedelta(hours=2))
+        api.overrides[records_path()] = respond(429, page, {"Retry-After": "3"})
+        with pytest.raises(RateLimitedError):
+            await client.fetch_window(SPOD, T0, T0 + dt.timedelta(hours=2))
+    assert client.stats.shape_errors == 0
+
+
+def test_max_response_mb_reaches_the_client_settings() -> None:
+    """``--max-response-mb`` (or SENSIT_MAX_RESPONSE_MB) sets the client's cap in MiB; the
+    default is 32 MiB; zero is a configuration error naming the option."""
+    flags = {"email": EMAIL, "password": PASSWORD}
+    assert client_settings(resolve_config(flags, {})).max_response_bytes == 32 << 20
+    config = resolve_config({**flags, "max_response_mb": "3"}, {})
+    assert client_settings(config).max_response_bytes == 3 << 20
+    config = resolve_config(flags, {"SENSIT_MAX_RESPONSE_MB": "5"})
+    assert client_settings(config).max_response_bytes == 5 << 20
+    with pytest.raises(ConfigError, match="--max-response-mb: must be at least 1"):
+        resolve_config({**flags, "max_response_mb": "0"}, {})

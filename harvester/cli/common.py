@@ -28,6 +28,7 @@ _CONFIG_FLAGS = (
     "max_attempts",
     "connect_timeout_s",
     "read_timeout_s",
+    "max_response_mb",
     "ca_bundle",
 )
 
@@ -60,6 +61,7 @@ def add_common_options(parser: argparse.ArgumentParser, *, network: bool = True)
         parser.add_argument("--ca-bundle", help="extra CA certificates (PEM) to trust")
         parser.add_argument("--connect-timeout-s", help="TCP/TLS connect timeout (10)")
         parser.add_argument("--read-timeout-s", help="per-request read timeout (60)")
+        parser.add_argument("--max-response-mb", help="largest reply body accepted, in MiB (32)")
     add_logging_options(parser)
 
 
