@@ -18,7 +18,9 @@ and the CLI maps the classes below to exit codes::
     ├── StorageError                the output folder cannot be read or written    → exit 2
     │   ├── LockedError             another run holds the lock on OUT              → exit 2
     │   └── IncompatibleCheckpointError  checkpoint written by another version     → exit 2
-    └── Interrupted                 SIGINT/SIGTERM: drained, checkpoint saved      → exit 130
+    ├── Interrupted                 SIGINT/SIGTERM: drained, checkpoint saved      → exit 130
+    └── InternalError               an exception nobody foresaw (a bug, a library's own
+                                    error, MemoryError), named with where it struck → exit 1
 
 A ``RemoteError`` that escapes a run (e.g. while listing devices) exits 1.
 """
@@ -96,3 +98,17 @@ class IncompatibleCheckpointError(StorageError):
 
 class Interrupted(HarvesterError):
     """The run was stopped by a signal after draining and saving the checkpoint."""
+
+
+class InternalError(HarvesterError):
+    """An exception the harvester did not foresee, caught where it struck.
+
+    The run stops as on a signal (in-flight windows drain, the struck day stays
+    un-checkpointed) and exits 1; the message names the exception and the device-day, and the
+    original is chained (``-v`` prints its traceback).
+    """
+
+    def __init__(self, cause: BaseException, where: str) -> None:
+        super().__init__(f"unexpected {type(cause).__name__} {where}: {cause}")
+        self.where = where
+        self.__cause__ = cause

@@ -10,7 +10,11 @@ and only then recorded in the checkpoint.
 
 Stopping (``stop`` event set, e.g. by SIGINT): no new day is admitted, queued windows are
 abandoned (neither finished nor failed, so the next run plans them again), windows in flight
-finish, and the days they belong to are written and checkpointed.
+finish, and the days they belong to are written and checkpointed. An error nobody foresaw
+(a bug, a library's own exception, MemoryError) stops the run the same way, but the day it
+struck is neither written nor checkpointed; ``run`` then raises it as an ``InternalError``
+naming the device-day. No task outlives ``run``: workers and day writers belong to one
+``asyncio.TaskGroup``.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ from harvester.checkpoint import CheckpointJournal
 from harvester.errors import (
     AuthError,
     HarvesterError,
+    InternalError,
     Interrupted,
     RateLimitedError,
     RemoteError,
@@ -76,6 +81,11 @@ class PoolStats:
     retries: int = 0
     rate_limited: int = 0
     failures: list[FailedWindow] = field(default_factory=list)
+
+    @property
+    def windows_left(self) -> int:
+        """Windows to fetch that are neither done nor failed: the next run plans them again."""
+        return self.windows_total - self.windows_done - self.windows_failed
 
 
 class RequestGate:
@@ -128,6 +138,8 @@ class _DayBatch:
     failed: list[FailedWindow] = field(default_factory=list)
     settled: int = 0
     held_bytes: int = 0
+    #: An unexpected error struck one of its windows: the day is neither written nor recorded.
+    struck: bool = False
 
     @property
     def complete(self) -> bool:
@@ -167,40 +179,57 @@ class WindowPool:
         self._stop = stop
         self._rand = rand
         self._queue: asyncio.Queue[tuple[_DayBatch, WindowJob] | None] = asyncio.Queue()
-        self._writers: set[asyncio.Task[None]] = set()
+        self._tasks: asyncio.TaskGroup | None = None
         self._fatal: HarvesterError | None = None
         self.stats = PoolStats()
 
     async def run(self, jobs: Sequence[WindowJob]) -> PoolStats:
-        """Fetch every job (or until stopped); raise the first fatal error, if any."""
+        """Fetch every job (or until stopped); raise the first fatal error, if any.
+
+        Every worker and day writer is a task of one ``TaskGroup``, so none outlives the run
+        and none fails unseen: each catches what it raises, stops the run as a signal would
+        (``_abort``) and lets the others drain.
+        """
         self.stats.windows_total = len(jobs)
-        workers = [asyncio.create_task(self._worker()) for _ in range(self._concurrency)]
         try:
-            await self._produce(jobs)
-            await asyncio.gather(*workers)
-            while self._writers:
-                await asyncio.gather(*list(self._writers))
+            async with asyncio.TaskGroup() as tasks:
+                self._tasks = tasks
+                for _ in range(self._concurrency):
+                    tasks.create_task(self._worker())
+                await self._produce(jobs)
         finally:
-            for task in workers:
-                task.cancel()
-            await asyncio.to_thread(self._journal.flush)
+            self._tasks = None
+            await self._final_flush()
         if self._fatal is not None:
             raise self._fatal
         return self.stats
 
+    async def _final_flush(self) -> None:
+        try:
+            await asyncio.to_thread(self._journal.flush)
+        except HarvesterError as exc:
+            self._abort(exc)
+        except Exception as exc:
+            self._abort_unexpected(exc, "while saving the checkpoint")
+
     async def _produce(self, jobs: Sequence[WindowJob]) -> None:
-        for _, group in itertools.groupby(jobs, key=lambda j: (j.device.uuid, j.day)):
-            while not self._may_open_day():
-                self._room.clear()
-                await self._room.wait()
-            if self._stop.is_set():
-                break
-            self._open_days += 1
-            batch = _DayBatch(jobs=list(group))
-            for job in batch.jobs:
-                self._queue.put_nowait((batch, job))
-        for _ in range(self._concurrency):
-            self._queue.put_nowait(None)
+        try:
+            for _, group in itertools.groupby(jobs, key=lambda j: (j.device.uuid, j.day)):
+                while not self._may_open_day():
+                    self._room.clear()
+                    await self._room.wait()
+                if self._stop.is_set():
+                    break
+                self._open_days += 1
+                batch = _DayBatch(jobs=list(group))
+                for job in batch.jobs:
+                    self._queue.put_nowait((batch, job))
+        except Exception as exc:
+            self._abort_unexpected(exc, "while queueing the next day")
+        finally:
+            # Whatever happened, every worker gets its end-of-work mark and returns.
+            for _ in range(self._concurrency):
+                self._queue.put_nowait(None)
 
     def _may_open_day(self) -> bool:
         if self._stop.is_set() or self._open_days < min(MIN_OPEN_DAYS, self._days_in_flight):
@@ -219,12 +248,16 @@ class WindowPool:
             if self._stop.is_set():
                 self.stats.windows_abandoned += 1
             else:
-                await self._fetch_into(batch, job)
+                try:
+                    await self._fetch_into(batch, job)
+                except Exception as exc:
+                    # The day is not written: its windows stay un-checkpointed for the next run.
+                    batch.struck = True
+                    self._abort_unexpected(exc, f"fetching {_window_name(job)}")
             batch.settled += 1
             if batch.complete:
-                task = asyncio.create_task(self._write_day(batch))
-                self._writers.add(task)
-                task.add_done_callback(self._writers.discard)
+                assert self._tasks is not None  # workers run only inside run()'s task group
+                self._tasks.create_task(self._write_day(batch))
 
     async def _fetch_into(self, batch: _DayBatch, job: WindowJob) -> None:
         attempts = 0
@@ -303,9 +336,20 @@ class WindowPool:
             return
 
     def _abort(self, exc: HarvesterError) -> None:
+        """Stop the run as a signal would (queued windows abandoned, in-flight ones drained);
+        the first fatal error is the one ``run`` raises."""
         if self._fatal is None:
             self._fatal = exc
+        else:
+            log.error("another_fatal_error", error=str(exc))
         self._stop.set()
+        # The producer may be waiting for room that a stopped run will not make.
+        self._room.set()
+
+    def _abort_unexpected(self, exc: Exception, where: str) -> None:
+        error = InternalError(exc, where)
+        log.error("unexpected_error", error=str(error), exc_info=exc)
+        self._abort(error)
 
     def _type_and_write(self, batch: _DayBatch) -> DayWriteResult:
         """In a thread: the day's windows typed together, then merged into its file."""
@@ -321,7 +365,7 @@ class WindowPool:
         first = batch.jobs[0]
         try:
             finished: list[FinishedWindow] = []
-            if batch.rows:
+            if batch.rows and not batch.struck:
                 loop = asyncio.get_running_loop()
                 result = await loop.run_in_executor(self._executor, self._type_and_write, batch)
                 finished = [
@@ -337,6 +381,10 @@ class WindowPool:
                     for job in batch.rows
                 ]
                 crashpoints.hit("day_written")
+            self._journal.record(finished=finished, failed=batch.failed)
+            # Counted once the journal holds them, so the summary never claims a window the
+            # checkpoint lacks.
+            if finished:
                 self.stats.days_written += 1
                 self.stats.bytes_written += result.bytes_written
                 self.stats.records += sum(f.records for f in finished)
@@ -349,16 +397,21 @@ class WindowPool:
                     records=sum(f.records for f in finished),
                     rows_in_file=result.rows_in_file,
                 )
-            self._journal.record(finished=finished, failed=batch.failed)
             # A flush fsyncs (and now and then compacts): off the event loop.
             now = asyncio.get_running_loop().time()
             await asyncio.to_thread(self._journal.maybe_flush, now)
         except HarvesterError as exc:
             self._abort(exc)
+        except Exception as exc:
+            self._abort_unexpected(exc, f"writing device {first.device.uuid} day {first.day}")
         finally:
             self._open_days -= 1
             self._held_bytes -= batch.held_bytes
             self._room.set()
+
+
+def _window_name(job: WindowJob) -> str:
+    return f"device {job.device.uuid} day {job.day} window {job.start:%H:%M}-{job.end:%H:%M}"
 
 
 def describe_stats(stats: PoolStats) -> dict[str, Any]:

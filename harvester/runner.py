@@ -25,7 +25,7 @@ from harvester.availability import record_availability
 from harvester.checkpoint import CheckpointJournal
 from harvester.client import ClientSettings, SensitClient
 from harvester.config import HarvestConfig, require_credentials
-from harvester.errors import ConfigError, StorageError
+from harvester.errors import ConfigError, HarvesterError, InternalError, StorageError
 from harvester.integrity import damaged_days, trusting_only_intact
 from harvester.models import DayAvailability, Device, WindowJob
 from harvester.objectstore import ObjectStorage, local_path, open_location
@@ -206,6 +206,9 @@ class RunSummary:
     pool: PoolStats = field(default_factory=PoolStats)
     client: Mapping[str, Any] = field(default_factory=dict)
     interrupted: bool = False
+    failure: HarvesterError | None = None
+    """What stopped the run before every window was settled (the CLI raises it after the
+    summary is printed and saved)."""
 
     def as_dict(self) -> dict[str, Any]:
         stats = describe_stats(self.pool)
@@ -219,9 +222,11 @@ class RunSummary:
             "windows_planned": self.windows_planned,
             "windows_reused": self.windows_reused,
             **stats,
+            "windows_left": self.pool.windows_left,
             "records_per_s": round(stats["records"] / self.wall_s, 1) if self.wall_s else 0.0,
             "client": dict(self.client),
             "interrupted": self.interrupted,
+            "error": None if self.failure is None else str(self.failure),
             "failed_windows": [
                 {
                     "device": f.device_uuid,
@@ -298,14 +303,28 @@ async def run_harvest(
                 )
                 if on_pool is not None:
                     on_pool(pool, gate, client)
+                # The live counters: whatever stops the pool, the summary tells what it did.
+                summary.pool = pool.stats
                 try:
-                    summary.pool = await pool.run(plan.jobs)
+                    await pool.run(plan.jobs)
+                    if not stop.is_set():
+                        _check_settled(pool.stats)
+                        await _align_widened(sink, schemas, executor, config.shard)
+                except HarvesterError as exc:
+                    summary.failure = exc
+                except Exception as exc:
+                    summary.failure = InternalError(exc, "after the last window")
                 finally:
                     summary.client = client.stats.as_dict()
-                if not stop.is_set():
-                    await _align_widened(sink, schemas, executor, config.shard)
-        summary.interrupted = stop.is_set()
-        journal.close()
+                summary.interrupted = stop.is_set() and summary.failure is None
+        if summary.failure is None:
+            journal.close()
+    except Exception as exc:
+        # Before the pool started (or on closing): saved in the manifest, raised to the CLI.
+        summary.failure = (
+            exc if isinstance(exc, HarvesterError) else InternalError(exc, "during the run")
+        )
+        raise
     finally:
         summary.wall_s = time.monotonic() - started
         try:
@@ -313,6 +332,16 @@ async def run_harvest(
         finally:
             lock.release()
     return summary
+
+
+def _check_settled(stats: PoolStats) -> None:
+    """A run that was not stopped settles every window it planned: never report success
+    while one is neither done nor failed."""
+    if stats.windows_left:
+        raise InternalError(
+            AssertionError(f"{stats.windows_left} planned windows were neither done nor failed"),
+            "at the end of the run",
+        )
 
 
 async def _align_widened(

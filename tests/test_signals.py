@@ -64,6 +64,15 @@ def test_first_signal_drains_saves_and_exits_130(
     (manifest,) = manifests(out)
     assert manifest["interrupted"] is True
     assert 0 < int(str(manifest["windows_done"])) < int(str(manifest["windows_planned"]))
+    # The truth about what is left: every window to fetch not yet done or failed, queued
+    # ones included (not only the few in flight when the signal came).
+    done, failed, left, total = (
+        int(str(manifest[k]))
+        for k in ("windows_done", "windows_failed", "windows_left", "windows_total")
+    )
+    assert done + failed + left == total
+    assert left > 4  # more than the --concurrency windows that were in flight
+    assert f"{left} left for next run" in log
     assert segments(out), "the drained windows were not checkpointed"
     final = run_until_complete(sim.url, out, RESUME)
     assert final[-1].returncode == 0, final[-1].stderr[-2000:]

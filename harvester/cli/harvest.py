@@ -115,9 +115,11 @@ async def run_command(config: HarvestConfig, progress: RunProgress | None = None
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(signum)
     print_summary(summary)
+    if summary.failure is not None:
+        raise summary.failure
     if summary.interrupted:
         raise Interrupted("interrupted: in-flight windows saved; run again to resume")
-    return 1 if summary.pool.failures else 0
+    return 1 if summary.pool.failures or summary.pool.windows_left else 0
 
 
 def print_summary(summary: RunSummary) -> None:
@@ -127,7 +129,7 @@ def print_summary(summary: RunSummary) -> None:
     out = sys.stdout
     print(
         f"windows  {data['windows_done']} done, {data['windows_failed']} failed, "
-        f"{data['windows_reused']} already done, {data['windows_abandoned']} left for next run",
+        f"{data['windows_reused']} already done, {data['windows_left']} left for next run",
         file=out,
     )
     print(

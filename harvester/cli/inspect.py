@@ -101,15 +101,28 @@ def _status(args: argparse.Namespace) -> int:
     print(f"windows failed   {status['windows_failed']}")
     print(f"records stored   {status['records']:,}")
     if last_run is not None:
-        outcome = "interrupted" if last_run.get("interrupted") else "finished"
-        print(
-            f"last run         {last_run['run_id']} {outcome}: "
-            f"{last_run['windows_done']} windows, {last_run['records']:,} records, "
-            f"{last_run['windows_failed']} failed, {last_run['wall_s']} s"
-        )
+        print(f"last run         {_describe_run(last_run)}")
     for failure in journal.failed():
         print(
             f"FAILED           {failure.device_uuid} {failure.start.isoformat()} .. "
             f"{failure.end.isoformat()}: {failure.reason}"
         )
     return 0
+
+
+def _describe_run(manifest: dict[str, Any]) -> str:
+    """One line from a run manifest: how it ended, what it did and what it left."""
+    if manifest.get("error"):
+        outcome = f"stopped by an error ({manifest['error']})"
+    elif manifest.get("interrupted"):
+        outcome = "interrupted"
+    else:
+        outcome = "finished"
+    # Manifests of earlier versions carry no count of what was left.
+    left = manifest.get("windows_left")
+    return (
+        f"{manifest['run_id']} {outcome}: {manifest['windows_done']} windows, "
+        f"{manifest['records']:,} records, {manifest['windows_failed']} failed"
+        + ("" if left is None else f", {left} left for the next run")
+        + f", {manifest['wall_s']} s"
+    )
