@@ -366,11 +366,48 @@ static PyObject *read_columns(PyObject *module, PyObject *body) {
     return Py_BuildValue("(nN)", r.rows, columns);
 }
 
+/* The deepest nesting of arrays and objects in body, counted outside texts, or limit + 1 as
+ * soon as it goes beyond limit: parsers that recurse (pyarrow.json's, json's) can be asked
+ * only about bodies this proves shallow. Brackets need not balance: a parser refuses that. */
+static PyObject *nesting_depth(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
+    (void)module;
+    if (nargs != 2 || !PyBytes_Check(args[0])) {
+        PyErr_SetString(PyExc_TypeError, "nesting_depth() takes bytes and a limit");
+        return NULL;
+    }
+    Py_ssize_t limit = PyLong_AsSsize_t(args[1]);
+    if (limit == -1 && PyErr_Occurred()) return NULL;
+    const unsigned char *p = (const unsigned char *)PyBytes_AS_STRING(args[0]);
+    Py_ssize_t size = PyBytes_GET_SIZE(args[0]);
+    const unsigned char *end = p + size;
+    Py_ssize_t depth = 0, deepest = 0;
+    PyThreadState *released = size >= RELEASE_GIL_FROM ? PyEval_SaveThread() : NULL;
+    while (p < end && deepest <= limit) {
+        unsigned char c = *p++;
+        if (c == '"') {
+            while (p < end) {
+                unsigned char t = *p++;
+                if (t == '"') break;
+                if (t == '\\' && p < end) p++;
+            }
+        } else if (c == '[' || c == '{') {
+            if (++depth > deepest) deepest = depth;
+        } else if (c == ']' || c == '}') {
+            depth--;
+        }
+    }
+    if (released) PyEval_RestoreThread(released);
+    return PyLong_FromSsize_t(deepest);
+}
+
 static PyMethodDef methods[] = {
     {"read_columns", read_columns, METH_O,
      "read_columns(body: bytes) -> (rows, [(name, kind, nulls, validity, values, chars)]) "
      "or None when the body is not {\"data\": [flat records]} read exactly as pyarrow.json "
      "reads it."},
+    {"nesting_depth", (PyCFunction)(void (*)(void))nesting_depth, METH_FASTCALL,
+     "nesting_depth(body: bytes, limit: int) -> int: the deepest nesting of arrays and "
+     "objects outside texts, or limit + 1 once it goes beyond limit."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -15,6 +15,7 @@ install without a C compiler reads every body with pyarrow.json.
 
 from __future__ import annotations
 
+import re
 from typing import Final
 
 import pyarrow as pa
@@ -38,6 +39,30 @@ _KIND_TYPES: Final = {
     4: TIMESTAMP,
     5: pa.bool_(),
 }
+
+
+# A text (to its closing quote, or to the end when it has none) or a bracket.
+_TEXT_OR_BRACKET: Final = re.compile(rb'"(?:[^"\\]|\\.)*"?|[\[\]{}]', re.DOTALL)
+
+
+def nesting_depth(body: bytes, limit: int) -> int:
+    """The deepest nesting of arrays and objects in ``body`` outside texts, or ``limit + 1``
+    as soon as it goes beyond ``limit``: a scan that cannot itself recurse, in C when the
+    native reader is built."""
+    if _flatjson is not None:
+        return _flatjson.nesting_depth(body, limit)
+    depth = deepest = 0
+    for token in _TEXT_OR_BRACKET.finditer(body):
+        bracket = token.group()
+        if bracket in (b"[", b"{"):
+            depth += 1
+            if depth > deepest:
+                deepest = depth
+                if deepest > limit:
+                    break
+        elif bracket in (b"]", b"}"):
+            depth -= 1
+    return deepest
 
 
 def read_flat_records(body: bytes) -> pa.Table | None:

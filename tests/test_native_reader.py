@@ -21,6 +21,7 @@ from hypothesis import strategies as st
 from harvester import native_reader, parse
 from harvester.errors import ShapeError
 from harvester.native_reader import NATIVE, read_flat_records
+from tests.support.strategies import json_scalars
 
 needs_native = pytest.mark.skipif(not NATIVE, reason="built without a C compiler")
 
@@ -304,3 +305,42 @@ def test_the_native_reader_is_built_where_a_c_compiler_is() -> None:
     if shutil.which(compiler) is None:
         pytest.skip(f"no C compiler ({compiler}) on this machine")
     assert NATIVE
+
+
+def _depth(value: object) -> int:
+    """How deep arrays and objects nest in a decoded JSON value."""
+    if isinstance(value, list):
+        return 1 + max(map(_depth, value), default=0)
+    if isinstance(value, dict):
+        return 1 + max(map(_depth, value.values()), default=0)
+    return 0
+
+
+_JSON = st.recursive(
+    st.one_of(json_scalars(), st.sampled_from(['[{"', "\\", '"]}', "\\\\"])),
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=3), st.dictionaries(st.sampled_from(["a", "[", '"{']), inner)
+    ),
+    max_leaves=30,
+)
+
+
+@needs_native
+@settings(max_examples=300, deadline=None)
+@given(_JSON, st.integers(0, 12), st.data())
+def test_nesting_depth_counts_brackets_outside_texts_in_c_and_python_alike(
+    document: object, limit: int, data: st.DataObject
+) -> None:
+    """For a JSON document the depth is the decoded value's (brackets and escaped quotes in
+    texts do not count), capped at limit + 1; for the document mangled at random bytes, the C
+    scan and its pure-Python fallback still agree."""
+    body = json.dumps(document).encode()
+    assert native_reader.nesting_depth(body, limit) == min(_depth(document), limit + 1)
+    mangled = bytearray(body)
+    for _ in range(data.draw(st.integers(0, 4))):
+        at = data.draw(st.integers(0, len(mangled)))
+        mangled[at:at] = data.draw(st.sampled_from([b'"', b"\\", b"[", b"}", b"\xff"]))
+    expected = native_reader.nesting_depth(bytes(mangled), limit)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(native_reader, "_flatjson", None)
+        assert native_reader.nesting_depth(bytes(mangled), limit) == expected

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import datetime as dt
+import subprocess
+import sys
 
 import orjson
 import pyarrow as pa
@@ -10,10 +12,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from harvester import parse
+from harvester import native_reader, parse
 from harvester.errors import ShapeError
 from harvester.native_reader import NATIVE
 from harvester.parse import (
+    MAX_DEPTH,
     SMALL_BODY_MAX_BYTES,
     build_array,
     decode_window,
@@ -371,3 +374,73 @@ def test_decode_window_checks_and_types_as_parse_window_does(
         return
     (typed,) = type_windows([decode_window(body)])
     assert typed.equals(expected)
+
+
+# -- nesting depth ----------------------------------------------------------------------------
+
+
+def _nested_body(depth: int, padding: int = 0) -> bytes:
+    """One record whose ``v`` holds lists nested so that the body is ``depth`` deep, plus a
+    text of ``padding`` bytes (a large body)."""
+    inner = depth - 3
+    record = orjson.dumps(_record(0, note="x" * padding))[:-1]
+    return b'{"data":[' + record + b',"v":' + b"[" * inner + b"]" * inner + b"}]}"
+
+
+@pytest.mark.parametrize("padding", [0, SMALL_BODY_MAX_BYTES], ids=["small", "large"])
+@pytest.mark.parametrize("native", [True, False], ids=["native", "pure-python"])
+def test_nesting_up_to_max_depth_is_read_beyond_it_is_shape_error(
+    padding: int, native: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A body exactly MAX_DEPTH deep is read (small or large, with the C scan or its Python
+    fallback); one level more is a ShapeError from parse_window and decode_window alike."""
+    if not native:
+        monkeypatch.setattr(native_reader, "_flatjson", None)
+    elif not NATIVE:
+        pytest.skip("built without a C compiler")
+    deepest = parse_window(_nested_body(MAX_DEPTH, padding))
+    value_type = deepest.schema.field("v").type
+    for _ in range(MAX_DEPTH - 4):
+        value_type = value_type.value_type
+    assert value_type == pa.list_(pa.null())
+    for parse_it in (parse_window, decode_window):
+        with pytest.raises(ShapeError, match=f"more than {MAX_DEPTH} deep"):
+            parse_it(_nested_body(MAX_DEPTH + 1, padding))
+
+
+def test_brackets_in_texts_do_not_count_as_nesting() -> None:
+    """Brackets inside texts, escaped quotes included, are not nesting: such a body (which
+    the native reader refuses for its escapes) is read whole."""
+    text = '\\"[{' * 5000
+    body = b'{"data":[{"_id":"a","date":"2024-01-01T00:00:00Z","t":"' + text.encode() + b'"}]}'
+    table = parse_window(body)
+    assert table.column("t")[0].as_py() == '"[{' * 5000
+
+
+def test_a_body_nested_100000_deep_is_a_shape_error_not_a_crash() -> None:
+    """A records body of 100,000 '[' (or '{"a":' repeated) used to kill the process inside
+    pyarrow.json (SIGSEGV): each is now a ShapeError, small or large, and the process lives
+    (run in a child so that a crash is reported, not suffered)."""
+    script = """
+import sys
+from harvester.errors import ShapeError
+from harvester.parse import decode_window, parse_window
+deep = 100_000
+bodies = [
+    b'{"data":[' + b"[" * deep,
+    b'{"data":[{"_id":"a","date":"2024-01-01T00:00:00Z","v":' + b"[" * deep + b"]" * deep + b"}]}",
+    b'{"data":[{"_id":"a","v":' + b'{"a":' * deep + b"1" + b"}" * deep + b"}]}",
+    b"[" * 100,
+]
+for body in bodies:
+    for parse_it in (parse_window, decode_window):
+        try:
+            parse_it(body)
+        except ShapeError:
+            continue
+        sys.exit(f"read a body {len(body)} bytes long")
+"""
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=50, check=False
+    )
+    assert done.returncode == 0, (done.returncode, done.stderr[-2000:])
