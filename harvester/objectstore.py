@@ -41,6 +41,7 @@ import pyarrow.fs as pafs
 import structlog
 
 from harvester.errors import LockedError, StorageError
+from harvester.keys import checked_key, checked_prefix
 from harvester.storage import LocalStorage, Storage, StorageLock
 
 log = structlog.get_logger(__name__)
@@ -166,7 +167,11 @@ class _Lease:
 
 
 class ObjectStorage:
-    """Keys live under ``root`` (``bucket/prefix``) of a ``pyarrow.fs`` filesystem."""
+    """Keys live under ``root`` (``bucket/prefix``) of a ``pyarrow.fs`` filesystem.
+
+    Every key is checked (``harvester.keys.checked_key``) before use: object stores have no
+    symbolic links, so a checked key joined to the root names an object under the root.
+    """
 
     def __init__(
         self,
@@ -189,7 +194,7 @@ class ObjectStorage:
         return self._uri
 
     def _path(self, key: str) -> str:
-        return f"{self.root}/{key}"
+        return f"{self.root}/{checked_key(key)}"
 
     def _shown(self, key: str) -> str:
         return f"{self._uri}/{key}"
@@ -222,7 +227,7 @@ class ObjectStorage:
         return bool(info.type == pafs.FileType.File)
 
     def _infos(self, prefix: str, recursive: bool) -> list[pafs.FileInfo]:
-        base = self._path(prefix).rstrip("/") if prefix else self.root
+        base = f"{self.root}/{checked_prefix(prefix)}".rstrip("/") if prefix else self.root
         selector = pafs.FileSelector(base, recursive=recursive, allow_not_found=True)
         with _translate(f"list {self._uri}" + (f"/{prefix}" if prefix else "")):
             return list(self.filesystem.get_file_info(selector))

@@ -8,7 +8,8 @@ Two traps this module steps around (see README "Querying the archive"):
   and passed to the reader explicitly here.
 - Hive partition values are inferred: ``device_id=0041`` becomes the integer 41. The
   partitioning schema below reads ``device_type`` and ``device_id`` as strings and ``day`` as a
-  date.
+  date. Values are %XX-decoded (pyarrow's default ``segment_encoding="uri"``), which undoes
+  the encoding of ``harvester.keys``: ``device_id`` is the server's raw uuid.
 
 ``out`` may be a local folder or any URI that ``pyarrow.fs`` resolves (``s3://bucket/prefix``).
 """

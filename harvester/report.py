@@ -37,6 +37,7 @@ import structlog
 from harvester.availability import DayCounts
 from harvester.checkpoint_state import DayProgress
 from harvester.errors import StorageError
+from harvester.keys import parse_day_key
 from harvester.models import DEVICE_TYPES, Device
 from harvester.shards import HARVEST_DIR, state_keys
 from harvester.storage import Storage, is_temporary
@@ -151,17 +152,8 @@ def read_devices(storage: Storage) -> list[Device]:
 
 
 def _parse_day_key(key: str) -> tuple[str, str, dt.date] | None:
-    parts = key.split("/")
-    if len(parts) != 4 or not key.endswith(".parquet") or is_temporary(key):
-        return None
-    names = ("device_type=", "device_id=", "day=")
-    if not all(part.startswith(name) for part, name in zip(parts, names, strict=False)):
-        return None
-    try:
-        day = dt.date.fromisoformat(parts[2].removeprefix("day="))
-    except ValueError:
-        return None
-    return parts[0].removeprefix("device_type="), parts[1].removeprefix("device_id="), day
+    """``(type, raw uuid, day)`` of a day file; None for temporaries and other files."""
+    return None if is_temporary(key) else parse_day_key(key)
 
 
 def stored_rows(storage: Storage) -> dict[tuple[str, str], dict[dt.date, int]]:

@@ -1,9 +1,10 @@
 """A device-day's fetched windows → one sorted, de-duplicated zstd Parquet file.
 
 Layout: ``device_type=T/device_id=U/day=D/U_D.parquet`` (hive partitioning; the partition keys
-are not stored inside the file). Everything goes through the ``Storage`` seam, whose
-``write_file`` is atomic and durable, so a day is replaced whole or not at all and the final
-key is deterministic: writing a day again replaces its file.
+are not stored inside the file; ``U`` is the uuid encoded as ``harvester.keys`` says).
+Everything goes through the ``Storage`` seam, whose ``write_file`` is atomic and durable, so a
+day is replaced whole or not at all and the final key is deterministic: writing a day again
+replaces its file.
 
 The unified schema of each device type lives in a ``SchemaRegistry`` persisted under
 ``_harvest/schema/<TYPE>.arrow`` (an Arrow IPC schema: ``pyarrow.ipc.read_schema`` reads it).
@@ -35,6 +36,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import structlog
 
+from harvester.keys import day_file_key, parse_day_key
 from harvester.models import Device
 from harvester.parse import DATE_FIELD, ID_FIELD
 from harvester.schema import TIMESTAMP, conform, unify
@@ -56,17 +58,6 @@ _EMPTY: Final = pa.schema([])
 _ONE_DAY: Final = dt.timedelta(days=1)
 _ONE_MS: Final = dt.timedelta(milliseconds=1)
 _EPOCH: Final = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
-
-
-def day_file_key(device_type: str, uuid: str, day: dt.date) -> str:
-    """The storage key of a device-day's one Parquet file."""
-    iso = day.isoformat()
-    return f"device_type={device_type}/device_id={uuid}/day={iso}/{uuid}_{iso}.parquet"
-
-
-def _device_of_key(key: str) -> str:
-    """The device uuid of a ``day_file_key``."""
-    return key.split("/", 2)[1].removeprefix("device_id=")
 
 
 @dataclass(frozen=True)
@@ -239,9 +230,12 @@ class ParquetSink:
         stays until every file is aligned, so the other shards' next runs align theirs.
         """
         schemas: dict[str, pa.Schema] = {}
+        files: dict[str, str] = {}
         for key in self._storage.list_files(f"device_type={device_type}/"):
-            if not key.endswith(".parquet") or is_temporary(key):
+            parsed = parse_day_key(key)
+            if parsed is None or is_temporary(key):
                 continue
+            files[key] = parsed[1]
             with self._lock:
                 known = self._written.get(key)
             schema = known if known is not None else self._read_schema(key)
@@ -253,7 +247,7 @@ class ParquetSink:
         for key, schema in schemas.items():
             if schema.equals(target):
                 continue
-            if not owns(_device_of_key(key)):
+            if not owns(files[key]):
                 left += 1
                 continue
             table = self._read_existing(key)

@@ -21,6 +21,7 @@ from typing import BinaryIO, Protocol
 
 from harvester import crashpoints
 from harvester.errors import LockedError, StorageError
+from harvester.keys import checked_key, checked_prefix
 
 TMP_PREFIX = "."
 TMP_MARK = ".tmp-"
@@ -75,16 +76,28 @@ class _FlockLock:
 
 
 class LocalStorage:
-    """A folder on a local (POSIX) filesystem."""
+    """A folder on a local (POSIX) filesystem.
+
+    Every key is checked (``harvester.keys.checked_key``) and its path resolved (symbolic
+    links followed) before use: a path that does not lie under the root is a ``StorageError``.
+    """
 
     def __init__(self, root: Path) -> None:
         self.root = root
+        self._real_root = root.resolve()
 
     def describe(self) -> str:
         return str(self.root)
 
     def _path(self, key: str) -> Path:
-        return self.root / key
+        return self._inside(self.root / checked_key(key), key)
+
+    def _inside(self, path: Path, key: str) -> Path:
+        if not path.resolve().is_relative_to(self._real_root):
+            raise StorageError(
+                f"refusing the storage key {key[:120]!r}: it leads outside {self.root}"
+            )
+        return path
 
     @contextmanager
     def _translate(self, what: str) -> Iterator[None]:
@@ -135,19 +148,21 @@ class LocalStorage:
         return True
 
     def read_bytes(self, key: str) -> bytes:
-        with self._translate(f"read {self._path(key)}"):
-            return self._path(key).read_bytes()
+        path = self._path(key)
+        with self._translate(f"read {path}"):
+            return path.read_bytes()
 
     def open_input(self, key: str) -> BinaryIO:
         """A seekable reader, so Parquet footers can be read without the whole file."""
-        with self._translate(f"read {self._path(key)}"):
-            return self._path(key).open("rb")
+        path = self._path(key)
+        with self._translate(f"read {path}"):
+            return path.open("rb")
 
     def exists(self, key: str) -> bool:
         return self._path(key).exists()
 
     def list_files(self, prefix: str = "") -> list[str]:
-        base = self._path(prefix) if prefix else self.root
+        base = self._inside(self.root / checked_prefix(prefix), prefix)
         if not base.is_dir():
             return []
         with self._translate(f"list {base}"):
@@ -156,8 +171,9 @@ class LocalStorage:
             )
 
     def delete(self, key: str) -> None:
-        with self._translate(f"delete {self._path(key)}"):
-            self._path(key).unlink(missing_ok=True)
+        path = self._path(key)
+        with self._translate(f"delete {path}"):
+            path.unlink(missing_ok=True)
 
     def acquire_lock(self, key: str, owner: str) -> StorageLock:
         path = self._path(key)

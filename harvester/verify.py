@@ -17,6 +17,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from harvester.keys import device_prefix, parse_day_key
 from harvester.models import DayAvailability, Device
 from harvester.storage import Storage, is_temporary
 
@@ -38,19 +39,13 @@ class VerifyReport:
     mismatches: list[DayMismatch] = field(default_factory=list)
 
 
-def device_prefix(device: Device) -> str:
-    return f"device_type={device.type}/device_id={device.uuid}/"
-
-
 def day_files(storage: Storage, device: Device) -> dict[dt.date, str]:
     """The device's day files by UTC day (temporary leftovers ignored)."""
     files: dict[dt.date, str] = {}
-    for key in storage.list_files(device_prefix(device)):
-        if not key.endswith(".parquet") or is_temporary(key):
-            continue
-        part = next((p for p in key.split("/") if p.startswith("day=")), None)
-        if part is not None:
-            files[dt.date.fromisoformat(part[4:])] = key
+    for key in storage.list_files(device_prefix(device.type, device.uuid)):
+        parsed = None if is_temporary(key) else parse_day_key(key)
+        if parsed is not None and parsed[1] == device.uuid:
+            files[parsed[2]] = key
     return files
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import io
 import os
 import random
@@ -17,11 +18,13 @@ from pathlib import Path
 import orjson
 import pyarrow as pa
 import pyarrow.dataset as ds
+import pyarrow.fs as pafs
 import pytest
 import structlog.testing
 
 from harvester.cli import main
 from harvester.errors import LockedError, StorageError
+from harvester.keys import day_file_key, parse_day_key
 from harvester.objectstore import ObjectStorage, explain, local_path, open_location, public_uri
 from harvester.storage import LocalStorage
 from tests.support.inproc import assert_same_records, record_requests
@@ -105,6 +108,48 @@ def test_failing_writer_uploads_nothing(endpoint: str, bucket: str) -> None:
         storage.write_file("new.bin", broken)  # type: ignore[arg-type]  # same
     assert storage.read_bytes("k.bin") == b"old"
     assert not storage.exists("new.bin")
+
+
+@pytest.mark.parametrize(
+    "key", ["../escape", "a/../../escape", "/abs", "a//b", "a\\..\\b", "a\x00b", "", "a/."]
+)
+def test_keys_that_could_leave_the_prefix_are_refused(endpoint: str, bucket: str, key: str) -> None:
+    """Every operation refuses a key with a '..'/'.'/empty segment, a leading '/', a
+    backslash or a NUL; no object appears anywhere in the bucket."""
+    storage = storage_at(endpoint, bucket)
+    operations = [
+        lambda: storage.write_file(key, lambda h: h.write(b"x")),
+        lambda: storage.read_bytes(key),
+        lambda: storage.open_input(key),
+        lambda: storage.exists(key),
+        lambda: storage.delete(key),
+    ]
+    if key:
+        operations.append(lambda: storage.list_files(key + "/"))
+    for operation in operations:
+        with pytest.raises(StorageError, match="refusing the storage key"):
+            operation()
+    listing = pafs.FileSelector(bucket, recursive=True, allow_not_found=True)
+    assert s3_filesystem(endpoint).get_file_info(listing) == []
+
+
+def test_hostile_uuids_are_stored_under_their_encoded_names(endpoint: str, bucket: str) -> None:
+    """Day files of uuids holding '/', '..', '=', '%', NUL, unicode and a 200-byte encoding
+    are objects under the prefix with exactly their encoded keys, and read back raw."""
+    storage = storage_at(endpoint, bucket)
+    day = dt.date(2024, 2, 5)
+    uuids = ["../../../../../escape", "a/b", "k=v", "100%", "nul\x00", "東京", "x" * 200]
+    keys = [day_file_key("FMD", uuid, day) for uuid in uuids]
+    for key in keys:
+        storage.write_file(key, lambda h, k=key: h.write(k.encode()))
+    assert storage.list_files() == sorted(keys)
+    assert [storage.read_bytes(key) for key in keys] == [key.encode() for key in keys]
+    listing = pafs.FileSelector(bucket, recursive=True)
+    objects = [i.path for i in s3_filesystem(endpoint).get_file_info(listing) if i.size]
+    assert sorted(objects) == sorted(f"{bucket}/arch/{key}" for key in keys)
+    assert sorted(parse_day_key(key) for key in storage.list_files()) == sorted(
+        ("FMD", uuid, day) for uuid in uuids
+    )
 
 
 def test_errors_are_one_clear_line_without_credentials(endpoint: str, bucket: str) -> None:

@@ -98,3 +98,51 @@ def test_lock_is_exclusive_and_names_its_holder(tmp_path: Path) -> None:
         LocalStorage(tmp_path).acquire_lock("_harvest/lock", "run B")
     lock.release()
     LocalStorage(tmp_path).acquire_lock("_harvest/lock", "run B").release()
+
+
+BAD_KEYS = ["../escape", "a/../../escape", "/tmp/escape", "a//b", "a\\..\\b", "a\x00b", "", "a/."]
+
+
+@pytest.mark.parametrize("key", BAD_KEYS)
+def test_every_operation_refuses_a_key_that_could_leave_the_root(tmp_path: Path, key: str) -> None:
+    """Writes, reads, look-ups, deletes, listings and locks all refuse an unchecked key, and
+    nothing is created anywhere."""
+    root = tmp_path / "out"
+    storage = LocalStorage(root)
+    operations = [
+        lambda: storage.write_file(key, lambda h: h.write(b"x")),
+        lambda: storage.read_bytes(key),
+        lambda: storage.open_input(key),
+        lambda: storage.exists(key),
+        lambda: storage.delete(key),
+        lambda: storage.acquire_lock(key, "me"),
+    ]
+    if key:
+        operations.append(lambda: storage.list_files(key + "/"))
+    for operation in operations:
+        with pytest.raises(StorageError, match="refusing the storage key"):
+            operation()
+    assert list(tmp_path.rglob("*")) == []
+
+
+def test_a_symbolic_link_out_of_the_root_is_refused(tmp_path: Path) -> None:
+    """A checked key that resolves outside the root through a symbolic link is refused."""
+    root, elsewhere = tmp_path / "out", tmp_path / "elsewhere"
+    root.mkdir()
+    elsewhere.mkdir()
+    (root / "device_type=FMD").symlink_to(elsewhere)
+    storage = LocalStorage(root)
+    with pytest.raises(StorageError, match="leads outside"):
+        storage.write_file("device_type=FMD/x.parquet", lambda h: h.write(b"x"))
+    assert list(elsewhere.iterdir()) == []
+
+
+def test_encoded_names_with_percent_equals_and_unicode_round_trip(tmp_path: Path) -> None:
+    """Keys holding '%', '=', a long segment and non-ASCII text are written, listed and read
+    back under their exact names."""
+    storage = LocalStorage(tmp_path)
+    keys = ["device_id=a%2Fb%25/k=v.bin", "Zürich/東京.bin", "x" * 230]
+    for key in keys:
+        storage.write_file(key, lambda h, k=key: h.write(k.encode()))
+    assert storage.list_files() == sorted(keys)
+    assert [storage.read_bytes(key) for key in keys] == [key.encode() for key in keys]
