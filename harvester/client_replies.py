@@ -24,6 +24,7 @@ import structlog
 
 from harvester.errors import (
     FatalRemoteError,
+    MalformedReplyError,
     RateLimitedError,
     RemoteError,
     ServerError,
@@ -31,6 +32,7 @@ from harvester.errors import (
     ShapeError,
     TransportError,
 )
+from harvester.keys import unusable_uuid
 from harvester.models import DEVICE_TYPES, DayAvailability, Device
 from harvester.wire import day_entry, parse_retry_after, short_json
 
@@ -117,6 +119,17 @@ def excerpt(body: bytes, secrets: Iterable[str]) -> str:
 
 def json_array(reply: Reply, what: str, secrets: Iterable[str]) -> list[dict[str, Any]]:
     """The body of a 200 that must be a JSON array of objects."""
+    items = _json_list(reply, what, secrets)
+    if not all(isinstance(i, dict) for i in items):
+        raise MalformedReplyError(
+            f"{what}: expected a JSON array of objects, got {short_json(items)}"
+        )
+    return items
+
+
+def _json_list(reply: Reply, what: str, secrets: Iterable[str]) -> list[Any]:
+    """The body of a 200 that must be a JSON array. A body that is not JSON (cut off, say)
+    may come whole next time: a ``ShapeError``; JSON of another shape will not."""
     if reply.status != 200:
         raise status_error(reply, what, secrets)
     try:
@@ -125,26 +138,48 @@ def json_array(reply: Reply, what: str, secrets: Iterable[str]) -> list[dict[str
         raise ShapeError(
             f"{what}: body is not JSON ({reply.content_type}, {len(reply.body)} bytes: {exc})"
         ) from None
-    if not isinstance(items, list) or not all(isinstance(i, dict) for i in items):
-        raise ShapeError(f"{what}: expected a JSON array of objects, got {short_json(items)}")
+    if not isinstance(items, list):
+        raise MalformedReplyError(f"{what}: expected a JSON array, got {short_json(items)}")
     return items
 
 
 def device_list(reply: Reply, what: str, secrets: Iterable[str]) -> list[Device]:
-    """The devices of a device-list reply; devices of unknown types are skipped."""
-    devices: list[Device] = []
-    for item in json_array(reply, what, secrets):
-        uuid, kind = item.get("uuid"), item.get("type")
-        if isinstance(uuid, bool) or not isinstance(uuid, str | int) or not str(uuid):
-            raise ShapeError(f"{what}: a device has no usable 'uuid': {short_json(item)}")
-        if not isinstance(kind, str):
-            raise ShapeError(f"{what}: device {uuid} has no 'type'")
-        if kind not in DEVICE_TYPES:
-            log.warning("device_type_unknown", device=str(uuid), type=kind)
+    """The usable devices of a device-list reply, in its order.
+
+    Only a reply that is not a JSON array fails. Each entry that cannot be harvested (not an
+    object; a uuid that is missing, empty, not text or too long for a folder name; a type
+    other than FMD, SPOD and RAMP; a uuid listed before) is skipped with one warning.
+    """
+    devices: dict[str, Device] = {}
+    for item in _json_list(reply, what, secrets):
+        found = _device(item)
+        if isinstance(found, Device) and found.uuid in devices:
+            found = f"duplicate uuid, listed before as {devices[found.uuid].type}"
+        if isinstance(found, str):
+            uuid = item.get("uuid") if isinstance(item, dict) else None
+            shown = uuid[:_EXCERPT_CHARS] if isinstance(uuid, str) else short_json(uuid)
+            log.warning("device_skipped", uuid=shown, reason=found)
             continue
-        name = item.get("name")
-        devices.append(Device(str(uuid), kind, name if isinstance(name, str) else ""))
-    return devices
+        devices[found.uuid] = found
+    return list(devices.values())
+
+
+def _device(item: object) -> Device | str:
+    """The device an entry of the device list describes, or why it cannot be harvested."""
+    if not isinstance(item, dict):
+        return f"entry is not an object: {short_json(item)}"
+    uuid, kind, name = item.get("uuid"), item.get("type"), item.get("name")
+    if uuid is None:
+        return "no uuid"
+    # Numbers name a device as plainly as texts do; only booleans and containers do not.
+    if isinstance(uuid, bool) or not isinstance(uuid, str | int):
+        return f"uuid is a JSON {type(uuid).__name__}, not text"
+    problem = unusable_uuid(str(uuid))
+    if problem is not None:
+        return problem
+    if kind not in DEVICE_TYPES:
+        return f"unknown type {short_json(kind)}, not one of {', '.join(DEVICE_TYPES)}"
+    return Device(str(uuid), kind, name if isinstance(name, str) else "")
 
 
 def available_days(reply: Reply, what: str, secrets: Iterable[str]) -> list[DayAvailability]:
@@ -157,7 +192,7 @@ def _available_day(item: Mapping[str, Any], what: str) -> DayAvailability:
     try:
         return day_entry(item)
     except (TypeError, ValueError, OverflowError, ShapeError) as exc:
-        raise ShapeError(f"{what}: bad entry {short_json(item)}: {exc}") from None
+        raise MalformedReplyError(f"{what}: bad entry {short_json(item)}: {exc}") from None
 
 
 def sign_in_answer(body: bytes) -> tuple[str, str, str] | None:

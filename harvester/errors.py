@@ -13,6 +13,7 @@ and the CLI maps the classes below to exit codes::
     │   │   ├── ServerError         HTTP 5xx
     │   │   ├── TransportError      reset, refused, timeout, DNS/TLS trouble mid-run
     │   │   └── ShapeError          a 200 whose body is not the documented shape
+    │   │       └── MalformedReplyError  complete JSON of the wrong shape: retried once
     │   └── FatalRemoteError        no retry can help (4xx other than 401/429)
     │       └── ServerUnreachableError  nothing listens at the base URL (at start-up)
     ├── StorageError                the output folder cannot be read or written    → exit 2
@@ -70,6 +71,15 @@ class TransportError(RetryableError):
 
 class ShapeError(RetryableError):
     """A 200 whose body is not the documented shape (truncated JSON, missing ``data``)."""
+
+
+class MalformedReplyError(ShapeError):
+    """A complete, valid JSON document of the wrong shape (not a list, a bad entry).
+
+    Unlike a body cut off mid-way, this is what the server means to answer: asked again it
+    answers the same. It is retried once only (``harvester.retrying``), in case it was a
+    one-off glitch, such as a proxy's JSON error page served with a 200.
+    """
 
 
 class FatalRemoteError(RemoteError):

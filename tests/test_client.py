@@ -210,7 +210,7 @@ async def test_devices_are_listed_with_role_user_and_identifying_headers(serve: 
         with capture_logs() as logs:
             devices = await client.list_devices("ALL")
     assert devices == [SPOD, Device("1028", "RAMP", "")]
-    assert [e["event"] for e in logs if e["log_level"] == "warning"] == ["device_type_unknown"]
+    assert [e["event"] for e in logs if e["log_level"] == "warning"] == ["device_skipped"]
     _, headers, query, _ = api.data_requests()[0]
     assert query == {"DeviceType": "ALL", "Role": ROLE, "UserId": USER_ID}
     assert headers["Authorization"] == f"Bearer {api.issued[0]}"

@@ -8,6 +8,7 @@ import datetime as dt
 import aiohttp
 import orjson
 import pytest
+from structlog.testing import capture_logs
 
 from harvester.client_replies import (
     Reply,
@@ -21,6 +22,7 @@ from harvester.client_replies import (
 )
 from harvester.errors import (
     FatalRemoteError,
+    MalformedReplyError,
     RateLimitedError,
     ServerError,
     ServerUnreachableError,
@@ -93,36 +95,76 @@ def test_transport_errors_before_sign_in_are_start_up_errors() -> None:
 
 
 def test_json_array_refuses_what_is_not_an_array_of_objects() -> None:
-    """A 200 must hold a JSON array of objects; anything else is a (retryable) shape error."""
+    """A 200 must hold a JSON array of objects. A body that is not JSON (cut off) is a plain
+    shape error, worth the usual retries; whole JSON of another shape is a malformed reply."""
     assert json_array(_reply(200, [{"a": 1}]), WHAT, []) == [{"a": 1}]
-    for body in (b"<html>", {"data": []}, [1, 2]):
-        with pytest.raises(ShapeError):
+    for body in (b"<html>", b'[{"a": 1}, {"a"'):
+        with pytest.raises(ShapeError) as caught:
+            json_array(_reply(200, body), WHAT, [])
+        assert type(caught.value) is ShapeError
+    for body in ({"data": []}, [1, 2], None):
+        with pytest.raises(MalformedReplyError):
             json_array(_reply(200, body), WHAT, [])
     with pytest.raises(ServerError):
         json_array(_reply(502, b"bad gateway"), WHAT, [])
 
 
-def test_device_list_skips_unknown_types_and_refuses_devices_without_uuid() -> None:
-    """Known types become Devices (numeric uuids as text); unknown ones are skipped."""
-    reply = _reply(200, [{"uuid": 1041, "type": "SPOD", "name": "pod"}, {"uuid": "9", "type": "X"}])
-    assert [(d.uuid, d.type, d.name) for d in device_list(reply, WHAT, [])] == [
-        ("1041", "SPOD", "pod")
+def test_device_list_keeps_usable_devices_and_skips_each_other_entry_once() -> None:
+    """Known types become Devices (numeric uuids as text, hostile text kept raw); every entry
+    that cannot be harvested is skipped with one device_skipped warning naming it."""
+    body = [
+        {"uuid": 1041, "type": "SPOD", "name": "pod"},
+        {"uuid": "9", "type": "X"},
+        {"uuid": "", "type": "FMD"},
+        {"uuid": None, "type": "FMD"},
+        {"type": "FMD"},
+        {"uuid": True, "type": "FMD"},
+        {"uuid": ["1"], "type": "FMD"},
+        {"uuid": "8"},
+        {"uuid": "x" * 201, "type": "FMD"},
+        "1042",
+        {"uuid": "../../../../../escape", "type": "RAMP"},
+        {"uuid": "1041", "type": "FMD"},
     ]
-    with pytest.raises(ShapeError, match="uuid"):
-        device_list(_reply(200, [{"uuid": True, "type": "FMD"}]), WHAT, [])
+    with capture_logs() as logs:
+        devices = device_list(_reply(200, body), WHAT, [])
+    assert [(d.uuid, d.type, d.name) for d in devices] == [
+        ("1041", "SPOD", "pod"),
+        ("../../../../../escape", "RAMP", ""),
+    ]
+    skipped = [(e["event"], e["uuid"], e["reason"]) for e in logs]
+    assert [uuid for _, uuid, _ in skipped] == [
+        "9", "", "null", "null", "true", '["1"]', "8", "x" * 200, "null", "1041"
+    ]  # fmt: skip
+    assert {event for event, _, _ in skipped} == {"device_skipped"}
+    expected = ["unknown type", "empty uuid", "no uuid", "no uuid", "not text", "not text"]
+    expected += ["unknown type null", "over the limit", "not an object", "duplicate"]
+    for (_, _, reason), part in zip(skipped, expected, strict=True):
+        assert part in reason
+
+
+def test_a_device_list_that_is_not_an_array_fails() -> None:
+    """Only a device list that is not a JSON array fails the call."""
+    with pytest.raises(MalformedReplyError):
+        device_list(_reply(200, {"devices": []}), WHAT, [])
+    assert device_list(_reply(200, []), WHAT, []) == []
 
 
 def test_available_days_are_sorted_and_bad_entries_named() -> None:
-    """Days come back sorted; an entry that is not a day names itself in the error."""
+    """Days come back sorted; an entry that is not a day (no _id, an impossible day, a
+    negative or textual count) names itself in a malformed-reply error."""
 
-    def entry(day: int, count: int) -> dict[str, object]:
+    def entry(day: int, count: object) -> dict[str, object]:
         key = {"year": 2024, "month": 1, "day": day}
         return {"_id": key, "count": count, "date": f"2024-01-0{day}T23:00:00.000Z"}
 
     days = available_days(_reply(200, [entry(2, 3), entry(1, 5)]), WHAT, [])
     assert [(d.day, d.count) for d in days] == [(dt.date(2024, 1, 1), 5), (dt.date(2024, 1, 2), 3)]
-    with pytest.raises(ShapeError, match="bad entry"):
-        available_days(_reply(200, [{**entry(1, 1), "count": -1}]), WHAT, [])
+    impossible = {**entry(1, 1), "_id": {"year": 2024, "month": 2, "day": 30}}
+    no_id = {"count": 1, "date": "2024-01-01T23:00:00.000Z"}
+    for bad in (entry(1, -1), entry(1, "5"), impossible, no_id):
+        with pytest.raises(MalformedReplyError, match="bad entry"):
+            available_days(_reply(200, [entry(2, 3), bad]), WHAT, [])
 
 
 def test_sign_in_answer_reads_token_user_and_role_or_nothing() -> None:
