@@ -28,6 +28,8 @@ A ``RemoteError`` that escapes a run (e.g. while listing devices) exits 1.
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 
 class HarvesterError(Exception):
     """Root of every error the harvester raises on purpose."""
@@ -80,6 +82,8 @@ class MalformedReplyError(ShapeError):
     answers the same. It is retried once only (``harvester.retrying``), in case it was a
     one-off glitch, such as a proxy's JSON error page served with a 200.
     """
+
+    max_attempts: ClassVar[int] = 2
 
 
 class FatalRemoteError(RemoteError):

@@ -14,7 +14,12 @@ from typing import Protocol, TypeVar
 
 import structlog
 
-from harvester.errors import RateLimitedError, RetryableError, ServerError
+from harvester.errors import (
+    MalformedReplyError,
+    RateLimitedError,
+    RetryableError,
+    ServerError,
+)
 
 log = structlog.get_logger(__name__)
 
@@ -60,6 +65,8 @@ async def with_retries(
             else:
                 failures += 1
             delay = policy.delay_for(failures, rate_limited, error, rand())
+            if isinstance(error, MalformedReplyError) and failures >= error.max_attempts:
+                delay = None
             if delay is None:
                 tries = failures + rate_limited
                 log.warning("gave_up", what=what, attempts=tries, error=str(error))
