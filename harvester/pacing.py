@@ -10,12 +10,17 @@ Feedback is only as fresh as the oldest booked slot: a rate cut cannot move slot
 handed out. Callers should therefore take turns booking (e.g. hold one lock around
 ``reserve`` + sleep, released when the request goes out), so at most one slot is booked
 ahead and a cut applies from the very next request.
+
+Not every 429 is about the rate: a server may refuse one costly query (a window) again and
+again while it serves every other request. :class:`RateLimitJudge` tells such a request's
+own 429s from the account's, so that only the account's slow the run down.
 """
 
 from __future__ import annotations
 
 import math
 from collections import deque
+from collections.abc import Hashable
 
 from harvester.errors import ConfigError
 
@@ -23,6 +28,9 @@ from harvester.errors import ConfigError
 # memory is dropped as stale.
 _PROBE_FROM = 0.9
 _FORGET_ABOVE = 1.25
+#: Outcomes of requests the judge remembers: at a few requests per second, the last few
+#: seconds; few enough that a new spell of account-wide 429s outvotes older successes soon.
+JUDGE_MEMORY = 32
 
 
 def _check_rate(rate: float, what: str) -> None:
@@ -171,3 +179,47 @@ class AdaptiveRate:
         self._quiet_until = now + self._cooldown_s
         self._last_increase = now
         return self.rate
+
+
+class RateLimitJudge:
+    """Tells a request's own 429s from the account's, by the outcome of the other requests.
+
+    The rule: a 429 is the request's **own** when the same key (a window) has met a 429
+    before, with no success since, and among the latest ``memory`` outcomes of requests with
+    other keys, successes outnumber 429s counted against the account. Otherwise it is the
+    **account's**: the run should slow down. So a key's first 429 always counts against the
+    account (one 429 cannot tell), and when every request meets 429 none is judged own.
+
+    An own 429 is not remembered as an outcome: it says nothing about the account, and
+    several keys refused each on its own must not outvote the successes around them.
+    Requests without a key (sign-in, device lists) count as others for every key, and their
+    429s always count against the account. A key is forgotten at its next success; the keys
+    of requests that never succeed again (windows given up) stay, a few per failed window.
+    """
+
+    def __init__(self, memory: int = JUDGE_MEMORY) -> None:
+        if memory < 1:
+            raise ConfigError(f"the judge's memory must be at least 1 outcome, got {memory}")
+        # (key, succeeded) of the latest successes and account-wide 429s.
+        self._outcomes: deque[tuple[Hashable | None, bool]] = deque(maxlen=memory)
+        self._refused: set[Hashable] = set()
+
+    def on_success(self, key: Hashable | None = None) -> None:
+        self._outcomes.append((key, True))
+        if key is not None:
+            self._refused.discard(key)
+
+    def on_rate_limited(self, key: Hashable | None = None) -> bool:
+        """Judge a 429 of ``key``: True when it is the key's own, False when the account's."""
+        if key is not None and key in self._refused:
+            successes = limited = 0
+            for other, succeeded in self._outcomes:
+                if other != key:
+                    successes += succeeded
+                    limited += not succeeded
+            if successes > limited:
+                return True
+        if key is not None:
+            self._refused.add(key)
+        self._outcomes.append((key, False))
+        return False

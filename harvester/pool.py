@@ -22,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import random
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Hashable, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass, field, fields
 from typing import Any, Final, TypeVar
@@ -42,9 +42,9 @@ from harvester.errors import (
     RetryableError,
 )
 from harvester.models import FailedWindow, FinishedWindow, WindowJob
-from harvester.pacing import AdaptiveRate, RatePacer
+from harvester.pacing import AdaptiveRate, RateLimitJudge, RatePacer
 from harvester.parse import DecodedWindow, decode_window, parse_window, type_windows
-from harvester.retry import RetryPolicy
+from harvester.retry import OwnRateLimitedError, RetryPolicy
 from harvester.retrying import with_retries
 from harvester.sink import DayWriteResult, ParquetSink, WindowRows
 
@@ -80,6 +80,10 @@ class PoolStats:
     attempts: int = 0
     retries: int = 0
     rate_limited: int = 0
+    windows_backing_off: int = 0
+    """Windows sleeping through a retry back-off right now."""
+    backoff_ends_at: float = 0.0
+    """When the latest back-off begun so far ends, on the event loop's clock."""
     failures: list[FailedWindow] = field(default_factory=list)
 
     @property
@@ -89,11 +93,17 @@ class PoolStats:
 
 
 class RequestGate:
-    """Paces every request to the adaptive rate: one slot per request, no bursts."""
+    """Paces every request to the adaptive rate: one slot per request, no bursts.
+
+    Only the account's 429s slow the rate: a request may name its key (the pool's window),
+    and a 429 that the judge finds to be that key's own is raised as ``OwnRateLimitedError``
+    for the retry policy to weigh against its budget, leaving the rate alone.
+    """
 
     def __init__(self, rps: float) -> None:
         self._adaptive = AdaptiveRate(ceiling=rps)
         self._pacer = RatePacer(rps)
+        self._judge = RateLimitJudge()
         # One booking at a time: a slot handed out cannot be moved, so without the lock every
         # worker would hold a slot booked ahead and a rate cut would act only seconds later.
         self._turn = asyncio.Lock()
@@ -111,14 +121,18 @@ class RequestGate:
             if wait >= MIN_PACING_SLEEP_S:
                 await asyncio.sleep(wait)
 
-    async def send(self, request: Callable[[], Awaitable[T]]) -> T:
-        """``request()`` in its turn; a 429 slows the rate, a success lets it grow again."""
+    async def send(self, request: Callable[[], Awaitable[T]], key: Hashable | None = None) -> T:
+        """``request()`` in its turn; the account's 429s slow the rate, a success lets it grow
+        again. A 429 judged ``key``'s own is raised again as an ``OwnRateLimitedError``."""
         await self.wait_turn()
         try:
             result = await request()
-        except RateLimitedError:
+        except RateLimitedError as error:
+            if self._judge.on_rate_limited(key):
+                raise OwnRateLimitedError(str(error), error.retry_after) from error
             self.on_rate_limited()
             raise
+        self._judge.on_success(key)
         self.on_success()
         return result
 
@@ -268,7 +282,7 @@ class WindowPool:
                 raise Interrupted("stopped before the next attempt")
             attempts += 1
             self.stats.attempts += 1
-            body = await self._gate.send(lambda: self._fetch(job))
+            body = await self._gate.send(lambda: self._fetch(job), key=job)
             crashpoints.hit("fetched")
             if len(body) <= INLINE_PARSE_MAX_BYTES:
                 return decode_window(body)
@@ -330,10 +344,15 @@ class WindowPool:
 
     async def _sleep_unless_stopped(self, delay: float) -> None:
         # A back-off may be long; a stop must not wait for it.
+        ends_at = asyncio.get_running_loop().time() + delay
+        self.stats.backoff_ends_at = max(self.stats.backoff_ends_at, ends_at)
+        self.stats.windows_backing_off += 1
         try:
             await asyncio.wait_for(self._stop.wait(), timeout=delay)
         except TimeoutError:
             return
+        finally:
+            self.stats.windows_backing_off -= 1
 
     def _abort(self, exc: HarvesterError) -> None:
         """Stop the run as a signal would (queued windows abandoned, in-flight ones drained);

@@ -1,4 +1,5 @@
-"""RatePacer and AdaptiveRate on a simulated clock (nothing sleeps, nothing reads a clock)."""
+"""RatePacer, AdaptiveRate and RateLimitJudge on a simulated clock (nothing sleeps, nothing
+reads a clock)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from harvester.errors import ConfigError
-from harvester.pacing import AdaptiveRate, RatePacer
+from harvester.pacing import JUDGE_MEMORY, AdaptiveRate, RateLimitJudge, RatePacer
+from harvester.retry import RetryPolicy
 
 EPS = 1e-9
 
@@ -239,3 +241,189 @@ def test_without_adaptation_a_fixed_rate_storms_the_server() -> None:
         now += pacer.reserve(now)
         refused += not server.admit(now)
     assert refused / 12_000 > 0.75
+
+
+# --- a window's own 429s and the account's ---------------------------------------------------
+
+
+def test_a_keys_first_429_is_the_accounts_and_its_next_amid_successes_its_own() -> None:
+    """One 429 cannot tell; the same window refused again while others were served can."""
+    judge = RateLimitJudge()
+    judge.on_success("b")
+    assert judge.on_rate_limited("a") is False
+    judge.on_success("b")
+    assert judge.on_rate_limited("a") is True
+    assert judge.on_rate_limited("a") is True
+
+
+def test_without_a_success_in_between_a_repeated_429_is_the_accounts() -> None:
+    """A window refused twice with nobody served (start of a run, or everyone refused) has
+    shown nothing of its own: both 429s count against the account."""
+    judge = RateLimitJudge()
+    assert [judge.on_rate_limited("a"), judge.on_rate_limited("a")] == [False, False]
+
+
+def test_a_success_of_the_key_makes_its_next_429_a_first_again() -> None:
+    """Once the window is served, its next 429 is judged afresh (the account's)."""
+    judge = RateLimitJudge()
+    judge.on_success("b")
+    judge.on_rate_limited("a")
+    judge.on_success("a")
+    assert judge.on_rate_limited("a") is False
+
+
+def test_a_keyless_429_always_counts_against_the_account() -> None:
+    """Sign-in and list calls name no window: their 429s are always the account's."""
+    judge = RateLimitJudge()
+    judge.on_success("b")
+    assert [judge.on_rate_limited(None), judge.on_rate_limited(None)] == [False, False]
+
+
+def test_a_spell_of_account_429s_outvotes_earlier_successes() -> None:
+    """Many windows refused after a quiet spell: a window's second 429 then counts against
+    the account, since the others' latest outcomes are more refusals than successes."""
+    judge = RateLimitJudge()
+    for key in range(JUDGE_MEMORY):
+        judge.on_success(key)
+    assert judge.on_rate_limited("a") is False
+    for key in range(100, 100 + JUDGE_MEMORY // 2 + 1):
+        assert judge.on_rate_limited(key) is False
+    assert judge.on_rate_limited("a") is False
+
+
+def test_windows_refused_on_their_own_do_not_outvote_the_served_ones() -> None:
+    """Ten windows refused on every attempt, one served request before each attempt: after
+    each one's first 429, all their 429s are their own, since own 429s are not counted as
+    the account's trouble (they would soon outnumber the successes)."""
+    judge = RateLimitJudge()
+    rounds = []
+    for _ in range(5):
+        judged = []
+        for key in range(10):
+            judge.on_success("served")
+            judged.append(judge.on_rate_limited(key))
+        rounds.append(judged)
+    assert rounds == [[False] * 10] + [[True] * 10] * 4
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.none() | st.integers(0, 5), max_size=300))
+def test_when_every_request_meets_429_none_is_judged_own(keys: list[int | None]) -> None:
+    """Whatever windows are refused in whatever order, with no success anywhere, every 429
+    counts against the account (the run slows down as it always did)."""
+    judge = RateLimitJudge()
+    assert not any(judge.on_rate_limited(key) for key in keys)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.integers(1, 5), min_size=1, max_size=300), st.integers(1, 64))
+def test_one_window_always_refused_among_served_ones_counts_once_against_the_account(
+    served: list[int], memory: int
+) -> None:
+    """Window 0 is refused every time, every other window is served; served requests come
+    before each of its attempts. Only its first 429 counts against the account."""
+    judge = RateLimitJudge(memory)
+    against_account = 0
+    for key in served:
+        judge.on_success(key)
+        against_account += not judge.on_rate_limited(0)
+    assert against_account == 1
+
+
+def test_the_judges_memory_must_hold_an_outcome() -> None:
+    """A memory of no outcome could judge nothing: refused as a configuration error."""
+    with pytest.raises(ConfigError):
+        RateLimitJudge(0)
+
+
+def simulate_windows(
+    limit: float,
+    ceiling: float,
+    *,
+    refused_key: bool,
+    seed: int,
+    workers: int = 30,
+    latency_s: float = 0.01,
+    seconds: float = 120,
+) -> tuple[float, float, int, int]:
+    """``simulate`` with windows: each worker fetches one window (key) at a time and, on a
+    429, retries it after the policy's back-off; only the 429s the judge finds to be the
+    account's reach AdaptiveRate. With ``refused_key``, window 0 is refused every time (without
+    spending the server's tokens) and retried throughout. Returns the achieved rate ÷ limit,
+    the share of requests answered 429, the longest run of own 429s of any other window, and
+    how many of window 0's 429s counted against the account."""
+    rng = random.Random(seed)
+    adaptive, pacer, judge = AdaptiveRate(ceiling=ceiling), RatePacer(ceiling), RateLimitJudge()
+    server, policy = TokenBucket(limit), RetryPolicy()
+    keys = itertools.count(0 if refused_key else 1)
+    events: list[tuple[float, int, str, int, int]] = []  # (time, order, kind, key, 429s so far)
+    order = itertools.count()
+    ready = [(next(keys), 0) for _ in range(workers)]
+    booking = False
+    ok = refused = longest_own = against_account_0 = 0
+    own_run: dict[int, int] = {}
+
+    def book(now: float) -> None:
+        nonlocal booking
+        if booking or not ready:
+            return
+        booking = True
+        key, limited = ready.pop(0)
+        heapq.heappush(events, (now + pacer.reserve(now), next(order), "send", key, limited))
+
+    book(0.0)
+    while events:
+        now, _, kind, key, limited = heapq.heappop(events)
+        if now > seconds:
+            break
+        if kind == "send":
+            booking = False
+            answer = "429" if key == 0 else "ok" if server.admit(now) else "429"
+            reply_at = now + latency_s * (1 + 0.5 * rng.random())
+            heapq.heappush(events, (reply_at, next(order), answer, key, limited))
+        elif kind == "retry":
+            ready.append((key, limited))
+        elif kind == "ok":
+            ok += 1
+            judge.on_success(key)
+            pacer.set_rate(adaptive.on_success(now), now)
+            ready.append((next(keys), 0))
+        else:
+            refused += 1
+            if judge.on_rate_limited(key):
+                own_run[key] = own_run.get(key, 0) + 1
+                if key != 0:
+                    longest_own = max(longest_own, own_run[key])
+            else:
+                own_run[key] = 0
+                against_account_0 += key == 0
+                pacer.set_rate(adaptive.on_rate_limited(now), now)
+            delay = policy.backoff_cap(limited + 1) * rng.random()
+            heapq.heappush(events, (now + delay, next(order), "retry", key, limited + 1))
+        book(now)
+    return ok / seconds / limit, refused / (ok + refused), longest_own, against_account_0
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_under_an_account_limit_the_judge_keeps_aimd_converging(seed: int) -> None:
+    """Windows retried against a token bucket 15 req/s under --rps 100 (the misbehaving-server
+    test's setting): AIMD still reaches ≥ 0.85 of the limit with ≤ 5 % refused, and no window
+    meets two own 429s in a row, so none comes near its own-429 budget."""
+    achieved, refused_share, longest_own, _ = simulate_windows(
+        15.0, 100.0, refused_key=False, seed=seed
+    )
+    assert achieved >= 0.85
+    assert refused_share <= 0.05
+    assert longest_own <= 1
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_one_window_refused_throughout_does_not_hold_the_rate_down(seed: int) -> None:
+    """The same, with one window refused on every attempt for two minutes: only its first
+    429 reaches AIMD, and the other windows still get ≥ 0.85 of the limit."""
+    achieved, _, longest_own, against_account = simulate_windows(
+        15.0, 100.0, refused_key=True, seed=seed
+    )
+    assert against_account == 1
+    assert achieved >= 0.85
+    assert longest_own <= 1

@@ -1,4 +1,5 @@
-"""RetryPolicy: capped exponential back-off with full jitter, 429 budget, Retry-After."""
+"""RetryPolicy: capped exponential back-off with full jitter, 429 budget, Retry-After, and the
+time budget of a window's own 429s."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from harvester.errors import (
     ShapeError,
     TransportError,
 )
-from harvester.retry import RETRY_AFTER_SPREAD, RetryPolicy
+from harvester.retry import FIRST_429_SHARE, RETRY_AFTER_SPREAD, OwnRateLimitedError, RetryPolicy
 
 rands = st.floats(min_value=0.0, max_value=1.0, exclude_max=True)
 policies = st.builds(
@@ -26,7 +27,9 @@ policies = st.builds(
     base_delay_s=st.floats(0.0, 5.0),
     max_delay_s=st.floats(0.0, 120.0),
     max_retry_after_s=st.floats(0.0, 600.0),
+    window_429_budget_s=st.floats(0.0, 300.0),
 )
+hints = st.none() | st.floats(min_value=-5.0, max_value=200_000.0) | st.just(float("nan"))
 ordinary_errors = st.sampled_from(
     [ServerError("HTTP 503", 503), TransportError("reset"), ShapeError("truncated")]
 )
@@ -37,6 +40,7 @@ def test_defaults_match_the_contract() -> None:
     policy = RetryPolicy()
     assert (policy.max_attempts, policy.max_rate_limited) == (8, 50)
     assert (policy.base_delay_s, policy.max_delay_s, policy.max_retry_after_s) == (0.5, 30.0, 300.0)
+    assert policy.window_429_budget_s == 90.0
 
 
 def test_full_jitter_doubles_up_to_the_cap() -> None:
@@ -74,9 +78,9 @@ def test_retry_after_is_honoured_with_a_small_spread() -> None:
 
 
 def test_retry_after_beyond_the_limit_is_shortened() -> None:
-    """A Retry-After of an hour is obeyed only up to max_retry_after_s."""
+    """A Retry-After of an hour (on a call's second 429) is obeyed only up to max_retry_after_s."""
     policy = RetryPolicy(max_retry_after_s=60.0)
-    delay = policy.delay_for(0, 1, RateLimitedError("429", retry_after=3600.0), 0.0)
+    delay = policy.delay_for(0, 2, RateLimitedError("429", retry_after=3600.0), 0.0)
     assert delay == 60.0
 
 
@@ -144,7 +148,12 @@ def test_rate_limited_delays_honour_retry_after_and_their_own_budget(
         assert delay <= policy.max_delay_s
         return
     honoured = min(max(retry_after, 0.0), policy.max_retry_after_s)
-    assert honoured <= delay <= honoured + RETRY_AFTER_SPREAD * max(honoured, policy.base_delay_s)
+    spread = RETRY_AFTER_SPREAD * max(honoured, policy.base_delay_s)
+    if rate_limited == 1:
+        first_cap = FIRST_429_SHARE * policy.window_429_budget_s
+        assert min(honoured, first_cap) <= delay <= min(honoured + spread, first_cap)
+    else:
+        assert honoured <= delay <= honoured + spread
 
 
 @settings(max_examples=100, deadline=None)
@@ -160,3 +169,71 @@ def test_jitter_spans_the_whole_interval(
         return
     assert low == 0.0
     assert mid == pytest.approx(0.5 * policy.backoff_cap(attempts))
+
+
+def test_a_first_429_waits_at_most_a_third_of_the_window_budget() -> None:
+    """Retry-After: 86400 on a call's first 429 (whose 429 it is cannot be told yet) waits
+    30 s with the default 90 s budget; on its second account-wide 429, the usual 300 s."""
+    policy = RetryPolicy()
+    day = RateLimitedError("429", retry_after=86400.0)
+    assert policy.delay_for(0, 1, day, 0.5) == 30.0
+    assert policy.delay_for(0, 2, day, 0.0) == 300.0
+
+
+def test_an_own_429_whose_hint_outlasts_the_budget_gives_up_at_once() -> None:
+    """A window's own 429 saying "come back tomorrow" (or in 80 s, with 20 s of the budget
+    left) is given up now rather than slept on."""
+    policy = RetryPolicy()
+    assert policy.delay_for(0, 2, OwnRateLimitedError("429", 86400.0), 0.0, held_s=0.0) is None
+    assert policy.delay_for(0, 5, OwnRateLimitedError("429", 80.0), 0.0, held_s=70.0) is None
+
+
+def test_own_429s_are_retried_while_the_budget_lasts() -> None:
+    """Own 429s wait as any 429 (hint, else jittered back-off) while the wait ends within the
+    budget: 60 s of hint fits at 25 s held, 10 s of back-off no longer fits at 85 s held."""
+    policy = RetryPolicy()
+    assert policy.delay_for(0, 2, OwnRateLimitedError("429", 60.0), 0.0, held_s=25.0) == 60.0
+    no_hint = OwnRateLimitedError("429 soon-ish")
+    assert policy.delay_for(0, 6, no_hint, 0.5, held_s=10.0) == pytest.approx(8.0)
+    assert policy.delay_for(0, 6, no_hint, 0.625, held_s=85.0) is None
+
+
+def test_account_wide_429s_keep_their_long_waits_whatever_the_time_held() -> None:
+    """When 429s are the account's, the window budget does not apply: a day's hint is still
+    waited out up to max_retry_after_s, after any time spent."""
+    policy = RetryPolicy()
+    error = RateLimitedError("429", retry_after=86400.0)
+    assert policy.delay_for(0, 7, error, 0.0, held_s=10_000.0) == 300.0
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    policy=policies,
+    first_hint=hints,
+    steps=st.lists(st.tuples(hints, rands, st.floats(0.0, 5.0)), min_size=1, max_size=300),
+    rand=rands,
+)
+def test_a_window_refused_on_its_own_gives_up_within_the_budget_whatever_the_hints(
+    policy: RetryPolicy,
+    first_hint: float | None,
+    steps: list[tuple[float | None, float, float]],
+    rand: float,
+) -> None:
+    """A call whose first 429 is followed by its own 429s only, with any hints, draws and
+    request times, waits at most a third of the budget after the first, never sleeps past
+    the budget counted from its first own 429, and gives up (it is never told to go on
+    after max_rate_limited 429s)."""
+    first = policy.delay_for(0, 1, RateLimitedError("429", first_hint), rand)
+    if first is None:
+        assert policy.max_rate_limited <= 1
+        return
+    assert first <= FIRST_429_SHARE * policy.window_429_budget_s
+    held = 0.0
+    for count, (hint, draw, request_s) in enumerate(steps, start=2):
+        held += request_s
+        delay = policy.delay_for(0, count, OwnRateLimitedError("429", hint), draw, held_s=held)
+        if delay is None:
+            return
+        assert count < policy.max_rate_limited
+        held += delay
+        assert held <= policy.window_429_budget_s

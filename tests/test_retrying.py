@@ -1,4 +1,5 @@
-"""with_retries: the async retry driver, with scripted calls, a recording policy and fake sleep."""
+"""with_retries: the async retry driver, with scripted calls, a recording policy, fake sleep
+and a fake clock; and a window refused on its own through a real RequestGate."""
 
 from __future__ import annotations
 
@@ -16,7 +17,8 @@ from harvester.errors import (
     ShapeError,
     TransportError,
 )
-from harvester.retry import RetryPolicy
+from harvester.pool import RequestGate
+from harvester.retry import OwnRateLimitedError, RetryPolicy
 from harvester.retrying import with_retries
 
 
@@ -26,11 +28,19 @@ class RecordingPolicy:
 
     delays: Sequence[float | None]
     asked: list[tuple[int, int, RetryableError, float]] = field(default_factory=list)
+    held: list[float] = field(default_factory=list)
 
     def delay_for(
-        self, attempts: int, rate_limited: int, error: RetryableError, rand: float
+        self,
+        attempts: int,
+        rate_limited: int,
+        error: RetryableError,
+        rand: float,
+        *,
+        held_s: float = 0.0,
     ) -> float | None:
         self.asked.append((attempts, rate_limited, error, rand))
+        self.held.append(held_s)
         index = len(self.asked) - 1
         return self.delays[index] if index < len(self.delays) else None
 
@@ -52,10 +62,17 @@ class Script:
 
 @dataclass
 class FakeSleep:
+    """Records each sleep and moves a fake clock on by it (``now`` is the clock)."""
+
     slept: list[float] = field(default_factory=list)
+    time: float = 0.0
 
     async def __call__(self, seconds: float) -> None:
         self.slept.append(seconds)
+        self.time += seconds
+
+    def now(self) -> float:
+        return self.time
 
 
 def run(
@@ -67,7 +84,9 @@ def run(
     rand: Callable[[], float] = lambda: 0.5,
 ) -> Awaitable[str]:
     what = "window 1041 2024-02-05 22:00"
-    return with_retries(call, policy, what=what, on_retry=on_retry, rand=rand, sleep=sleep)
+    return with_retries(
+        call, policy, what=what, on_retry=on_retry, rand=rand, sleep=sleep, clock=sleep.now
+    )
 
 
 async def test_retries_then_succeeds_sleeping_the_policy_delays() -> None:
@@ -160,3 +179,94 @@ async def test_with_the_real_policy_429s_do_not_spend_the_attempt_budget() -> No
     assert all(5.0 <= s <= 5.0 * 1.1 for s in sleep.slept[:6])
     with pytest.raises(ServerError, match="gave up after 2 attempts"):
         await run(Script([ServerError("a", 500), ServerError("b", 503)]), policy, FakeSleep())
+
+
+async def test_own_429_time_counts_from_the_first_and_restarts_after_an_account_429() -> None:
+    """The policy is told, for each own 429, the time since the attempt that met the first own
+    429 after the latest account-wide one (0 for other errors): an account-wide 429 in between
+    restarts the count."""
+    errors = [
+        RateLimitedError("429"),
+        OwnRateLimitedError("429"),
+        OwnRateLimitedError("429"),
+        ServerError("HTTP 500", 500),
+        OwnRateLimitedError("429"),
+        RateLimitedError("429"),
+        OwnRateLimitedError("429"),
+    ]
+    policy = RecordingPolicy([5.0, 7.0, 11.0, 13.0, 17.0, 19.0, 23.0])
+    sleep = FakeSleep()
+    assert await run(Script(errors), policy, sleep) == "done"
+    assert policy.held == [0.0, 0.0, 7.0, 0.0, 7.0 + 11.0 + 13.0, 0.0, 0.0]
+
+
+async def test_an_own_429_give_up_keeps_its_class_and_says_it_was_the_windows_own() -> None:
+    """Given up on its own 429s, the error stays an OwnRateLimitedError (a RemoteError the
+    pool lists as a failed window) whose message says how long it was refused on its own."""
+    errors = [RateLimitedError("429"), OwnRateLimitedError("429"), OwnRateLimitedError("429")]
+    with pytest.raises(OwnRateLimitedError) as caught:
+        await run(Script(errors), RecordingPolicy([1.0, 40.0]), FakeSleep())
+    assert "3 rate-limited (refused on its own for 40 s" in str(caught.value)
+
+
+class CountingGate(RequestGate):
+    """A RequestGate counting the 429s it lets slow the rate (the account's)."""
+
+    def __init__(self, rps: float) -> None:
+        super().__init__(rps)
+        self.slowed = 0
+
+    def on_rate_limited(self) -> None:
+        self.slowed += 1
+        super().on_rate_limited()
+
+
+async def test_a_window_refused_on_its_own_through_the_gate_gives_up_within_the_budget() -> None:
+    """Through a real RequestGate: other windows succeed, one window always answers 429 with
+    an unparseable Retry-After. Only its first 429 slows the gate; then its 429s are its own
+    and with_retries gives up within the 10 s budget (fake clock), well before
+    max_rate_limited."""
+    gate = CountingGate(1000.0)
+    sleep = FakeSleep()
+    policy = RetryPolicy(window_429_budget_s=10.0)
+
+    async def refused() -> str:
+        raise RateLimitedError("HTTP 429 (Retry-After: soon-ish)", retry_after=None)
+
+    async def served() -> str:
+        return "rows"
+
+    async def attempt() -> str:
+        # Another window is served between two attempts of the refused one.
+        assert await gate.send(served, key="another window") == "rows"
+        return await gate.send(refused, key="the window")
+
+    with pytest.raises(OwnRateLimitedError, match="refused on its own"):
+        await with_retries(
+            attempt, policy, what="the window", sleep=sleep, clock=sleep.now, rand=lambda: 0.99
+        )
+    assert gate.slowed == 1
+    assert sleep.time <= policy.window_429_budget_s * (1 + 1 / 3)
+    assert 3 <= len(sleep.slept) < policy.max_rate_limited
+
+
+async def test_when_every_request_meets_429_each_slows_the_gate_as_before() -> None:
+    """No request is served: every 429 is the account's, slows the gate, and the call keeps
+    today's 429 budget (max_rate_limited), however long it has been refused."""
+    gate = CountingGate(1000.0)
+    sleep = FakeSleep()
+    policy = RetryPolicy(window_429_budget_s=1.0, max_rate_limited=12)
+
+    async def refused() -> str:
+        raise RateLimitedError("HTTP 429", retry_after=5.0)
+
+    async def attempt() -> str:
+        with pytest.raises(RateLimitedError):
+            await gate.send(refused, key="another window")
+        return await gate.send(refused, key="the window")
+
+    with pytest.raises(RateLimitedError, match="gave up after 12 attempts") as caught:
+        await with_retries(attempt, policy, what="the window", sleep=sleep, clock=sleep.now)
+    assert not isinstance(caught.value, OwnRateLimitedError)
+    assert gate.slowed == 2 * 12
+    assert len(sleep.slept) == 11
