@@ -35,7 +35,7 @@ import orjson
 import pyarrow as pa
 import pyarrow.json as pa_json
 
-from harvester.errors import ShapeError
+from harvester.errors import MalformedReplyError, ShapeError
 from harvester.native_reader import nesting_depth, read_flat_records
 from harvester.schema import TIMESTAMP, coerce_array, json_text
 
@@ -160,7 +160,9 @@ def _check_depth(body: bytes) -> None:
     """``ShapeError`` for a body nested beyond ``MAX_DEPTH``: no parser that recurses may see
     it (the native reader does not recurse, and refuses every nested value)."""
     if nesting_depth(body, MAX_DEPTH) > MAX_DEPTH:
-        raise ShapeError(f"the response nests arrays or objects more than {MAX_DEPTH} deep")
+        raise MalformedReplyError(
+            f"the response nests arrays or objects more than {MAX_DEPTH} deep"
+        )
 
 
 def _parse_large(body: bytes) -> pa.Table:
@@ -189,17 +191,17 @@ def _read_arrow(body: bytes) -> pa.Table:
         raise pa.ArrowInvalid("not exactly one JSON document")
     index = wrapper.schema.get_field_index("data")
     if index < 0:
-        raise ShapeError("the response has no 'data' field")
+        raise MalformedReplyError("the response has no 'data' field")
     data = wrapper.column(index).chunk(0)
     if pa.types.is_null(data.type):
-        raise ShapeError("'data' is not a list")
+        raise MalformedReplyError("'data' is not a list")
     if not pa.types.is_list(data.type):
-        raise ShapeError(f"'data' is not a list but {data.type}")
+        raise MalformedReplyError(f"'data' is not a list but {data.type}")
     items = data.flatten()
     if pa.types.is_null(items.type) and len(items) == 0:
         return pa.table({})
     if not pa.types.is_struct(items.type) or items.null_count:
-        raise ShapeError("an element of 'data' is not an object")
+        raise MalformedReplyError("an element of 'data' is not an object")
     # pyarrow.json drops the nulls a list starts with (`[null, 1]`) yet keeps their offsets;
     # the structural check (microseconds, no scan of the values) catches it, and such a body
     # goes to the object path.
@@ -219,14 +221,16 @@ def _small_records(body: bytes) -> list[dict[str, Any]]:
 
 def _records_of(document: object) -> list[dict[str, Any]]:
     if not isinstance(document, dict):
-        raise ShapeError(f"the response is a JSON {type(document).__name__}, not an object")
+        raise MalformedReplyError(
+            f"the response is a JSON {type(document).__name__}, not an object"
+        )
     if "data" not in document:
-        raise ShapeError("the response has no 'data' field")
+        raise MalformedReplyError("the response has no 'data' field")
     records = document["data"]
     if not isinstance(records, list):
-        raise ShapeError(f"'data' is a JSON {type(records).__name__}, not a list")
+        raise MalformedReplyError(f"'data' is a JSON {type(records).__name__}, not a list")
     if not all(isinstance(record, dict) for record in records):
-        raise ShapeError("an element of 'data' is not an object")
+        raise MalformedReplyError("an element of 'data' is not an object")
     return records
 
 
@@ -361,14 +365,14 @@ def _normalise(records: pa.Table) -> pa.Table:
     for name in (ID_FIELD, DATE_FIELD):
         index = schema.get_field_index(name)
         if index < 0:
-            raise ShapeError(f"a record has no '{name}' field")
+            raise MalformedReplyError(f"a record has no '{name}' field")
         if records.column(index).null_count:
-            raise ShapeError(f"a record has a null '{name}'")
+            raise MalformedReplyError(f"a record has a null '{name}'")
     if not pa.types.is_string(schema.field(ID_FIELD).type):
-        raise ShapeError(f"'{ID_FIELD}' is {schema.field(ID_FIELD).type}, not a string")
+        raise MalformedReplyError(f"'{ID_FIELD}' is {schema.field(ID_FIELD).type}, not a string")
     date_type = schema.field(DATE_FIELD).type
     if not (pa.types.is_string(date_type) or pa.types.is_timestamp(date_type)):
-        raise ShapeError(f"'{DATE_FIELD}' is {date_type}, not an ISO-8601 string")
+        raise MalformedReplyError(f"'{DATE_FIELD}' is {date_type}, not an ISO-8601 string")
     target, changed = _storable_schema(schema)
     for index in changed:
         field, column = target.field(index), records.column(index)
@@ -378,7 +382,9 @@ def _normalise(records: pa.Table) -> pa.Table:
         try:
             converted = [coerce_array(c, field.type) for c in column.chunks]
         except pa.ArrowInvalid as exc:
-            raise ShapeError(f"field '{field.name}' cannot become {field.type}: {exc}") from None
+            raise MalformedReplyError(
+                f"field '{field.name}' cannot become {field.type}: {exc}"
+            ) from None
         records = records.set_column(index, field, pa.chunked_array(converted, field.type))
     return records
 
@@ -409,7 +415,7 @@ def _parse_dates(column: pa.ChunkedArray) -> pa.ChunkedArray:
     try:
         return column.cast(pa.timestamp("ms"), safe=False).cast(TIMESTAMP)
     except pa.ArrowInvalid as exc:
-        raise ShapeError(
+        raise MalformedReplyError(
             f"'{DATE_FIELD}' holds a value that is not an ISO-8601 time: {exc}"
         ) from None
 

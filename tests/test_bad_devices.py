@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from harvester.errors import MalformedReplyError, ShapeError
+from harvester.parse import decode_window, parse_window
 from harvester.retry import RetryPolicy
 from harvester.retrying import with_retries
 
@@ -38,3 +39,36 @@ async def test_a_malformed_reply_is_retried_once_and_a_cut_off_body_fully() -> N
         RetryPolicy().max_attempts,
         ShapeError,
     )
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"[]",
+        b'{"records": []}',
+        b'{"data": {"a": 1}}',
+        b'{"data": [1]}',
+        b'{"data": [{"date": "2024-02-05T00:00:00Z"}]}',
+        b'{"data": [{"_id": "a", "date": "yesterday"}]}',
+        b'{"data": [{"_id": "a", "date": null}]}',
+        b"[" * 100 + b"]" * 100,
+    ],
+)
+def test_records_of_the_wrong_shape_are_malformed_replies(body: bytes) -> None:
+    """A records body that is whole JSON of the wrong shape is a malformed reply (retried
+    once), whichever parser meets it, large or small."""
+    padded = body[:-1] + b" " * 20_000 + body[-1:]
+    for candidate in (body, padded):
+        with pytest.raises(MalformedReplyError):
+            parse_window(candidate)
+        with pytest.raises(MalformedReplyError):
+            decode_window(candidate)
+
+
+@pytest.mark.parametrize("body", [b'{"data": [{"_id": "a", "da', b"<html>", b""])
+def test_records_that_are_not_json_are_plain_shape_errors(body: bytes) -> None:
+    """A cut-off or non-JSON records body keeps the usual retries: a plain ShapeError."""
+    for parse in (parse_window, decode_window):
+        with pytest.raises(ShapeError) as caught:
+            parse(body)
+        assert type(caught.value) is ShapeError
