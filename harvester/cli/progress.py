@@ -8,12 +8,36 @@ import time
 from typing import Any
 
 import structlog
-from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.progress import BarColumn, Progress, TextColumn
 
 from harvester.client import SensitClient
 from harvester.pool import RequestGate, WindowPool
 
 log = structlog.get_logger(__name__)
+
+
+def eta_s(*, left: int, settled: int, elapsed_s: float, backoff_left_s: float) -> float | None:
+    """Seconds until the ``left`` windows are settled, or None while nothing tells.
+
+    ``left`` counts every window neither done, failed nor abandoned: queued, in flight,
+    waiting on a retry back-off, or fetched and waiting for its day's write. They settle at
+    the pace seen so far (``settled`` in ``elapsed_s``), but none of them before the latest
+    back-off ends (``backoff_left_s`` from now): one window told to come back in five minutes
+    holds the run five minutes, however fast the others went.
+    """
+    if left <= 0:
+        return 0.0
+    if settled <= 0 or elapsed_s <= 0:
+        return None
+    return max(left * elapsed_s / settled, backoff_left_s)
+
+
+def _clock(seconds: float | None) -> str:
+    if seconds is None:
+        return "-:--:--"
+    minutes, secs = divmod(round(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}"
 
 
 class RunProgress:
@@ -40,8 +64,12 @@ class RunProgress:
         stats = self._pool.stats
         elapsed = max(time.monotonic() - self._started, 1e-6)
         settled = stats.windows_done + stats.windows_failed
-        rate = settled / elapsed
-        remaining = stats.windows_total - settled - stats.windows_abandoned
+        eta = eta_s(
+            left=stats.windows_total - settled - stats.windows_abandoned,
+            settled=settled,
+            elapsed_s=elapsed,
+            backoff_left_s=stats.backoff_ends_at - asyncio.get_running_loop().time(),
+        )
         return {
             "windows_done": stats.windows_done,
             "windows_total": stats.windows_total,
@@ -49,8 +77,9 @@ class RunProgress:
             "records": stats.records,
             "requests_per_s": round(self._client.stats.requests / elapsed, 1),
             "retries": stats.retries,
+            "backing_off": stats.windows_backing_off,
             "rate_limit_rps": round(self._gate.rate, 1),
-            "eta_s": round(remaining / rate) if rate > 0 else None,
+            "eta_s": None if eta is None else round(eta),
         }
 
     async def watch(self) -> None:
@@ -68,10 +97,11 @@ class RunProgress:
             BarColumn(),
             TextColumn("{task.completed}/{task.total}"),
             TextColumn("{task.fields[detail]}"),
-            TimeRemainingColumn(),
+            # Our own estimate: rich's would extrapolate the bar and ignore pending back-offs.
+            TextColumn("eta {task.fields[eta]}"),
         )
         with Progress(*columns, transient=True) as bar:
-            task = bar.add_task("harvest", total=None, detail="")
+            task = bar.add_task("harvest", total=None, detail="", eta=_clock(None))
             while True:
                 fields = self._fields()
                 bar.update(
@@ -80,7 +110,8 @@ class RunProgress:
                     completed=fields["windows_done"] + fields["failed"],
                     detail=(
                         f"{fields['records']:,} records  {fields['requests_per_s']} req/s  "
-                        f"{fields['retries']} retries"
+                        f"{fields['retries']} retries  {fields['backing_off']} backing off"
                     ),
+                    eta=_clock(fields["eta_s"]),
                 )
                 await asyncio.sleep(0.5)
