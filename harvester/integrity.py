@@ -20,8 +20,8 @@ from typing import Final
 import structlog
 
 from harvester.errors import StorageError
+from harvester.keys import day_file_key
 from harvester.models import DayAvailability, Device, FinishedWindow
-from harvester.sink import day_file_key
 from harvester.storage import Storage
 from harvester.windows import day_overlaps
 

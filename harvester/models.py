@@ -96,3 +96,11 @@ class FailedWindow:
     @property
     def day(self) -> dt.date:
         return self.start.date()
+
+
+@dataclass(frozen=True, slots=True)
+class FailedDevice:
+    """A listed device whose available dates could not be read: not harvested this run."""
+
+    device: Device
+    reason: str

@@ -25,9 +25,9 @@ from harvester.availability import record_availability
 from harvester.checkpoint import CheckpointJournal
 from harvester.client import ClientSettings, SensitClient
 from harvester.config import HarvestConfig, require_credentials
-from harvester.errors import ConfigError, HarvesterError, InternalError, StorageError
+from harvester.errors import ConfigError, HarvesterError, InternalError, RemoteError, StorageError
 from harvester.integrity import damaged_days, trusting_only_intact
-from harvester.models import DayAvailability, Device, WindowJob
+from harvester.models import DayAvailability, Device, FailedDevice, WindowJob
 from harvester.objectstore import ObjectStorage, local_path, open_location
 from harvester.planner import Plan, plan_windows
 from harvester.pool import PoolStats, RequestGate, WindowPool, describe_stats
@@ -54,6 +54,20 @@ T = TypeVar("T")
 DEVICES_NAME = "devices.json"
 
 Availability = dict[Device, list[DayAvailability]]
+
+
+@dataclass(frozen=True)
+class Discovery:
+    """The available days of each selected device that answered, and the devices whose days
+    could not be read (every other device is harvested all the same)."""
+
+    availability: Availability
+    failed: list[FailedDevice]
+
+    @property
+    def devices(self) -> list[Device]:
+        """Every selected device, failed ones last."""
+        return [*self.availability, *(f.device for f in self.failed)]
 
 
 def open_storage(config: HarvestConfig) -> Storage:
@@ -152,11 +166,12 @@ async def discover(
     config: HarvestConfig,
     gate: RequestGate,
     timezone: str = "UTC",
-) -> Availability:
+) -> Discovery:
     """Sign in, list the selected devices and read their available days (bounded, paced).
 
     ``--max-attempts`` is a per-window budget; these few calls always get at least the
-    default one, since without them there is no plan at all.
+    default one, since without them there is no plan at all. A device whose days cannot be
+    read (after the retries its error is worth) is a ``FailedDevice``; the others go on.
     """
     policy = RetryPolicy(max_attempts=max(RetryPolicy().max_attempts, config.max_attempts))
 
@@ -170,17 +185,24 @@ async def discover(
         log.info("shard_devices", shard=str(config.shard), devices=len(devices), of=len(listed))
     slots = asyncio.Semaphore(config.concurrency)
 
-    async def dates_of(device: Device) -> list[DayAvailability]:
-        async with slots:
-            days: list[DayAvailability] = await paced(
-                lambda: client.available_dates(device, timezone), f"dates of {device.uuid}"
-            )
+    async def dates_of(device: Device) -> list[DayAvailability] | FailedDevice:
+        try:
+            async with slots:
+                days: list[DayAvailability] = await paced(
+                    lambda: client.available_dates(device, timezone), f"dates of {device.uuid}"
+                )
+        except RemoteError as exc:
+            log.warning("device_failed", device=device.uuid, type=device.type, reason=str(exc))
+            return FailedDevice(device, str(exc))
         if not days:
             log.warning("device_has_no_data", device=device.uuid, type=device.type)
         return days
 
     found = await asyncio.gather(*(dates_of(d) for d in devices))
-    return dict(zip(devices, found, strict=True))
+    return Discovery(
+        {d: days for d, days in zip(devices, found, strict=True) if isinstance(days, list)},
+        [failure for failure in found if isinstance(failure, FailedDevice)],
+    )
 
 
 def make_plan(
@@ -206,6 +228,8 @@ class RunSummary:
     pool: PoolStats = field(default_factory=PoolStats)
     client: Mapping[str, Any] = field(default_factory=dict)
     interrupted: bool = False
+    devices_failed: list[FailedDevice] = field(default_factory=list)
+    """Devices whose available dates could not be read: not harvested, and the run exits 1."""
     failure: HarvesterError | None = None
     """What stopped the run before every window was settled (the CLI raises it after the
     summary is printed and saved)."""
@@ -226,6 +250,10 @@ class RunSummary:
             "records_per_s": round(stats["records"] / self.wall_s, 1) if self.wall_s else 0.0,
             "client": dict(self.client),
             "interrupted": self.interrupted,
+            "devices_failed": [
+                {"device": f.device.uuid, "type": f.device.type, "reason": f.reason}
+                for f in self.devices_failed
+            ],
             "error": None if self.failure is None else str(self.failure),
             "failed_windows": [
                 {
@@ -266,11 +294,12 @@ async def run_harvest(
         journal = CheckpointJournal.open(storage, run_id, prefix=checkpoint_prefix(config.shard))
         gate = RequestGate(config.rps)
         async with SensitClient(settings) as client:
-            availability = await discover(client, config, gate)
+            discovery = await discover(client, config, gate)
+            availability, summary.devices_failed = discovery.availability, discovery.failed
             _write_json(
                 storage,
                 state_key(config.shard, DEVICES_NAME),
-                [{"uuid": d.uuid, "type": d.type, "name": d.name} for d in availability],
+                [{"uuid": d.uuid, "type": d.type, "name": d.name} for d in discovery.devices],
             )
             record_availability(storage, availability, config.shard)
             crashpoints.hit("planning")

@@ -15,8 +15,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from harvester.integrity import damaged_days, file_problem, trusting_only_intact
+from harvester.keys import day_file_key
 from harvester.models import DayAvailability, Device, FinishedWindow
-from harvester.sink import day_file_key
 from harvester.storage import LocalStorage
 from tests.support.crash_harness import EMAIL, PASSWORD, archive_problems
 from tests.support.inproc import harvest, record_requests

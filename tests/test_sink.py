@@ -18,6 +18,7 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from structlog.testing import capture_logs
 
+from harvester.keys import day_file_key
 from harvester.models import Device
 from harvester.parse import decode_window, parse_window, type_windows
 from harvester.schema import TIMESTAMP
@@ -27,7 +28,6 @@ from harvester.sink import (
     SchemaRegistry,
     WindowRows,
     _distinct,
-    day_file_key,
 )
 from harvester.storage import LocalStorage, is_temporary
 from tests.support.strategies import json_scalars

@@ -57,7 +57,8 @@ async def _plan_async(config: HarvestConfig) -> int:
         storage, "plan", prefix=checkpoint_prefix(config.shard), compact=False
     )
     async with SensitClient(settings) as client:
-        availability = await discover(client, config, RequestGate(config.rps))
+        discovery = await discover(client, config, RequestGate(config.rps))
+    availability = discovery.availability
     plan = make_plan(config, availability, journal, storage)
     to_fetch = len(plan.jobs)
     eta = estimate_seconds(to_fetch, config.rps, config.concurrency, latency_s=0.5)
@@ -71,7 +72,12 @@ async def _plan_async(config: HarvestConfig) -> int:
     )
     for device, days in availability.items():
         print(f"  {device.type:<5} {device.uuid:<10} {len(days):>5} days with data")
-    return 0
+    for failed in discovery.failed:
+        print(
+            f"  {failed.device.type:<5} {failed.device.uuid:<10} FAILED, not planned: "
+            f"{failed.reason}"
+        )
+    return 1 if discovery.failed else 0
 
 
 def _duration(seconds: float) -> str:
@@ -119,13 +125,14 @@ async def run_command(config: HarvestConfig, progress: RunProgress | None = None
         raise summary.failure
     if summary.interrupted:
         raise Interrupted("interrupted: in-flight windows saved; run again to resume")
-    return 1 if summary.pool.failures or summary.pool.windows_left else 0
+    return 1 if summary.pool.failures or summary.pool.windows_left or summary.devices_failed else 0
 
 
 def print_summary(summary: RunSummary) -> None:
     data = summary.as_dict()
     client = data["client"]
-    log.info("run_done", **{k: v for k, v in data.items() if k not in ("failed_windows", "client")})
+    listed_below = ("failed_windows", "devices_failed", "client")
+    log.info("run_done", **{k: v for k, v in data.items() if k not in listed_below})
     out = sys.stdout
     print(
         f"windows  {data['windows_done']} done, {data['windows_failed']} failed, "
@@ -149,5 +156,11 @@ def print_summary(summary: RunSummary) -> None:
             f"after {failure['attempts']} attempts: {failure['reason']}",
             file=out,
         )
-    if data["failed_windows"]:
-        print("run again to retry the failed windows", file=out)
+    for failure in data["devices_failed"]:
+        print(
+            f"FAILED   device {failure['device']} ({failure['type']}): its available dates "
+            f"could not be read, nothing fetched: {failure['reason']}",
+            file=out,
+        )
+    if data["failed_windows"] or data["devices_failed"]:
+        print("run again to retry the failed windows and devices", file=out)

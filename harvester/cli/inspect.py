@@ -53,20 +53,25 @@ async def verify_command(config: HarvestConfig) -> int:
     settings = client_settings(config)
     storage = open_existing_storage(config)
     async with SensitClient(settings) as client:
-        availability = await discover(
+        discovery = await discover(
             client, config, RequestGate(config.rps), timezone=config.timezone
         )
     report = await asyncio.to_thread(
-        compare, storage, availability, config.zone, config.since, config.until
+        compare, storage, discovery.availability, config.zone, config.since, config.until
     )
     for line in format_mismatches(report.mismatches):
         print(line)
-    verdict = "OK" if not report.mismatches else f"{len(report.mismatches)} MISMATCHES"
+    for failed in discovery.failed:
+        print(f"UNVERIFIED {failed.device.type} {failed.device.uuid}: {failed.reason}")
+    problems = [f"{len(report.mismatches)} MISMATCHES"] if report.mismatches else []
+    if discovery.failed:
+        problems.append(f"{len(discovery.failed)} DEVICES UNVERIFIED")
+    verdict = ", ".join(problems) or "OK"
     print(
         f"verify {verdict}: {report.days_checked} device-days ({config.timezone}), "
         f"server {report.server_records:,} records, stored {report.stored_records:,}"
     )
-    return 1 if report.mismatches else 0
+    return 1 if problems else 0
 
 
 def summarize(days: Sequence[DayProgress]) -> dict[str, int]:

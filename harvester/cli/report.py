@@ -105,4 +105,6 @@ def collect(config: HarvestConfig, *, verify: bool = False) -> Coverage:
 async def _server_days(config: HarvestConfig) -> DayCounts:
     async with SensitClient(client_settings(config)) as client:
         found = await discover(client, config, RequestGate(config.rps))
-    return {device.uuid: {a.day: a.count for a in days} for device, days in found.items()}
+    return {
+        device.uuid: {a.day: a.count for a in days} for device, days in found.availability.items()
+    }
