@@ -1,5 +1,6 @@
 """RequestGate: paced turns, and the rate learning from every request sent through it.
-WindowPool: when it opens a device-day, and the bounds on open days and held windows."""
+WindowPool: when it opens a device-day, and the bounds on open days and held windows; a
+window refused on its own."""
 
 from __future__ import annotations
 
@@ -15,9 +16,10 @@ from harvester.checkpoint import CheckpointJournal
 from harvester.errors import RateLimitedError
 from harvester.models import Device, WindowJob
 from harvester.pool import RequestGate, WindowPool
-from harvester.retry import RetryPolicy
+from harvester.retry import OwnRateLimitedError, RetryPolicy
 from harvester.sink import ParquetSink, SchemaRegistry
 from harvester.storage import LocalStorage
+from tests.support.counting_gate import CountingGate
 
 
 async def test_slots_due_within_a_millisecond_are_sent_without_yielding() -> None:
@@ -212,3 +214,71 @@ async def test_held_windows_beyond_the_budget_stop_new_days(
     server.release.set()
     await run
     assert under_test.pool.stats.windows_done == 24
+
+
+async def test_a_windows_own_429_is_raised_as_its_own_and_leaves_the_rate_alone() -> None:
+    """Sent with its window as key: the window's first 429 slows the gate; after another
+    window was served, its next 429 is raised as an OwnRateLimitedError (keeping the hint)
+    and the rate is not cut again."""
+    gate = CountingGate(100)
+
+    async def ok() -> str:
+        return "answer"
+
+    async def limited() -> str:
+        raise RateLimitedError("429", retry_after=86400.0)
+
+    with pytest.raises(RateLimitedError) as first:
+        await gate.send(limited, key="window a")
+    assert not isinstance(first.value, OwnRateLimitedError)
+    assert await gate.send(ok, key="window b") == "answer"
+    with pytest.raises(OwnRateLimitedError) as second:
+        await gate.send(limited, key="window a")
+    assert second.value.retry_after == 86400.0
+    assert gate.slowed == 1
+
+
+async def test_a_window_refused_on_its_own_fails_alone_while_the_others_are_done(
+    tmp_path: Path,
+) -> None:
+    """Two days of twelve windows; one window always answers 429 with Retry-After: 86400.
+    With a 0.5 s budget it is given up after its second 429 (the hint outlasts the budget)
+    and listed as failed; the other 23 are done; it slowed the gate once; no window is left
+    counted as backing off."""
+    server = _Server()
+    refused = _jobs(days=2, windows_per_day=12)[5]
+
+    async def fetch(job: WindowJob) -> bytes:
+        if job == refused:
+            raise RateLimitedError("HTTP 429", retry_after=86400.0)
+        return await server.fetch(job)
+
+    storage = LocalStorage(tmp_path)
+    journal = CheckpointJournal.open(storage, "pool-test")
+    gate = CountingGate(1e6)
+    with ThreadPoolExecutor(2) as executor:
+        pool = WindowPool(
+            fetch=fetch,
+            sink=ParquetSink(storage, SchemaRegistry(storage)),
+            journal=journal,
+            gate=gate,
+            policy=RetryPolicy(window_429_budget_s=0.5),
+            concurrency=4,
+            days_in_flight=2,
+            executor=executor,
+            stop=asyncio.Event(),
+        )
+        try:
+            stats = await pool.run(_jobs(days=2, windows_per_day=12))
+        finally:
+            journal.close()
+    assert (stats.windows_done, stats.windows_failed) == (23, 1)
+    [failure] = stats.failures
+    assert (failure.device_uuid, failure.start, failure.attempts) == (
+        refused.device.uuid,
+        refused.start,
+        2,
+    )
+    assert "refused on its own" in failure.reason
+    assert gate.slowed == 1
+    assert stats.windows_backing_off == 0

@@ -17,9 +17,9 @@ from harvester.errors import (
     ShapeError,
     TransportError,
 )
-from harvester.pool import RequestGate
 from harvester.retry import OwnRateLimitedError, RetryPolicy
 from harvester.retrying import with_retries
+from tests.support.counting_gate import CountingGate
 
 
 @dataclass
@@ -207,18 +207,6 @@ async def test_an_own_429_give_up_keeps_its_class_and_says_it_was_the_windows_ow
     with pytest.raises(OwnRateLimitedError) as caught:
         await run(Script(errors), RecordingPolicy([1.0, 40.0]), FakeSleep())
     assert "3 rate-limited (refused on its own for 40 s" in str(caught.value)
-
-
-class CountingGate(RequestGate):
-    """A RequestGate counting the 429s it lets slow the rate (the account's)."""
-
-    def __init__(self, rps: float) -> None:
-        super().__init__(rps)
-        self.slowed = 0
-
-    def on_rate_limited(self) -> None:
-        self.slowed += 1
-        super().on_rate_limited()
 
 
 async def test_a_window_refused_on_its_own_through_the_gate_gives_up_within_the_budget() -> None:
