@@ -29,6 +29,7 @@ from harvester.objectstore import ObjectStorage, explain, local_path, open_locat
 from harvester.storage import LocalStorage
 from tests.support.inproc import assert_same_records, record_requests
 from tests.support.plain_client import collect_all
+from tests.support.rewriting import RENAMED, RewritingServer, expected_ids
 from tests.support.s3server import TEST_ENV, moto_server, new_bucket, s3_filesystem
 from tests.support.simproc import SimFactory, SimulatorProcess
 
@@ -326,6 +327,35 @@ def test_harvest_into_s3_equals_plain_client(
     status = orjson.loads(out.getvalue())
     assert status["devices"] == 4
     assert status["days"] == status["days_complete"] == 12
+
+
+def test_hostile_uuids_harvest_into_s3_under_the_prefix_only(endpoint: str, bucket: str) -> None:
+    """A server listing uuids such as '../../../../../escape' and unusable entries: the run
+    into s3:// stores every usable device exactly, every object under the archive's prefix,
+    the dataset reads the raw uuids back, and verify agrees."""
+    uri = f"s3://{bucket}/arch"
+    with RewritingServer() as server:
+        server.broken_dates = False
+        stdout, stderr = io.StringIO(), io.StringIO()
+        argv = ["run", "--base-url", server.url, "--email", "demo@example.com"]
+        argv += ["--password", "demo", "--out", uri, "--s3-endpoint", endpoint, "--rps", "500"]
+        with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+            assert main(argv) == 0, stdout.getvalue()
+            assert main(["verify", *argv[1:-2]]) == 0, stdout.getvalue()
+        expected = expected_ids(server.url)
+    listing = pafs.FileSelector(bucket, recursive=True)
+    infos = s3_filesystem(endpoint).get_file_info(listing)
+    paths = [i.path for i in infos if i.type == pafs.FileType.File]
+    assert paths
+    assert all(path.startswith(f"{bucket}/arch/") for path in paths)
+    table = s3_archive(endpoint, bucket)
+    stored: dict[str, set[str]] = {}
+    for uuid, record_id in zip(
+        table.column("device_id").to_pylist(), table.column("_id").to_pylist(), strict=True
+    ):
+        stored.setdefault(str(uuid), set()).add(record_id)
+    assert stored == expected
+    assert set(stored) >= set(RENAMED)
 
 
 @pytest.mark.slow
