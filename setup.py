@@ -12,7 +12,7 @@ setup(
         Extension(
             "harvester._flatjson",
             sources=["harvester/_flatjson.c"],
-            depends=["harvester/_flatjson_values.h"],
+            depends=["harvester/_flatjson_values.h", "harvester/_flatjson_shape.h"],
             optional=True,
             extra_compile_args=["-O2", "-std=c11", "-Wall", "-Wextra"],
         )

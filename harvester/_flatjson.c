@@ -14,6 +14,10 @@
  * "date" that pyarrow.json may read as a time, a "date" not in the plain ISO-8601 form.
  * Refusing only costs time, so every doubt ends in a refusal. A malformed body is refused
  * too, never read past its end.
+ *
+ * Memory follows what the body holds: columns grow with the rows read, and a body whose
+ * records hold more fields, or more records x fields, than the caller's budget is refused
+ * (parse.py then refuses it too, by the same count: see _flatjson_shape.h).
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -39,7 +43,11 @@ enum { KIND_NULL = 0, KIND_INT = 1, KIND_FLOAT = 2, KIND_STRING = 3, KIND_TIME =
  * from a writer thread. */
 #define RELEASE_GIL_FROM 65536
 
-#define MAX_COLUMNS 4096
+#include "_flatjson_shape.h"
+
+/* Rows every column has room for at first; each column then grows with the rows actually
+ * read (doubling), never beyond the count of '{' in the body, an upper bound of the records. */
+#define FIRST_ROWS 64
 
 typedef struct {
     const char *name;
@@ -57,7 +65,9 @@ typedef struct {
 
 typedef struct {
     const unsigned char *p, *end;
-    Py_ssize_t cap;  /* an upper bound of the records: the count of '{' */
+    Py_ssize_t max_rows;  /* an upper bound of the records: the count of '{' */
+    Py_ssize_t row_cap;   /* rows every column has room for */
+    Py_ssize_t max_fields, max_cells;
     Py_ssize_t rows;
     Column *columns;
     Py_ssize_t ncolumns, columns_cap;
@@ -98,7 +108,9 @@ static Column *column_named(Reader *r, const char *name, Py_ssize_t len) {
         }
         if (++at == n) at = 0;
     }
-    if (n == MAX_COLUMNS) return NULL;
+    /* The budget counts the envelope as one more object and one more name, as
+     * scan_shape does, so that a body read here always passes parse.py's shape check. */
+    if (n == r->max_fields || (r->rows + 2) * (n + 2) > r->max_cells) return NULL;
     if (n == r->columns_cap) {
         Py_ssize_t cap = r->columns_cap ? 2 * r->columns_cap : 32;
         Column *grown = realloc(r->columns, (size_t)cap * sizeof(Column));
@@ -111,7 +123,7 @@ static Column *column_named(Reader *r, const char *name, Py_ssize_t len) {
     c->name = name;
     c->name_len = len;
     c->seen_row = -1;
-    c->valid = calloc((size_t)r->cap, 1);
+    c->valid = calloc((size_t)r->row_cap, 1);
     if (!c->valid) return NULL;
     r->ncolumns = n + 1;
     r->hint = 0;
@@ -131,10 +143,10 @@ static int become(Reader *r, Column *c, int kind) {
     if (c->kind == KIND_NULL) {
         c->kind = kind;
         if (kind == KIND_STRING) {
-            c->offsets = calloc((size_t)r->cap + 1, sizeof(int32_t));
+            c->offsets = calloc((size_t)r->row_cap + 1, sizeof(int32_t));
             return c->offsets != NULL;
         }
-        c->values = calloc((size_t)r->cap, kind == KIND_BOOL ? 1 : 8);
+        c->values = calloc((size_t)r->row_cap, kind == KIND_BOOL ? 1 : 8);
         return c->values != NULL;
     }
     if (c->kind == KIND_INT && kind == KIND_FLOAT) {
@@ -236,8 +248,37 @@ static Column *expected_key(Reader *r) {
     return c;
 }
 
+/* A block of `rows` rows of `width` bytes grown to `cap` rows, the new ones zero. */
+static int grow(void **block, Py_ssize_t rows, Py_ssize_t cap, size_t width) {
+    if (!*block) return 1;
+    char *grown = realloc(*block, (size_t)cap * width);
+    if (!grown) return 0;
+    memset(grown + (size_t)rows * width, 0, (size_t)(cap - rows) * width);
+    *block = grown;
+    return 1;
+}
+
+/* Room for one more row in every column: memory follows the rows actually read. */
+static int make_room(Reader *r) {
+    if (r->rows < r->row_cap) return 1;
+    Py_ssize_t cap = r->row_cap ? 2 * r->row_cap : FIRST_ROWS;
+    if (cap > r->max_rows) cap = r->max_rows;
+    if (cap <= r->rows) return 0;
+    for (Py_ssize_t k = 0; k < r->ncolumns; k++) {
+        Column *c = &r->columns[k];
+        size_t width = c->kind == KIND_BOOL ? 1 : 8;
+        if (!grow((void **)&c->valid, r->row_cap, cap, 1) ||
+            !grow(&c->values, r->row_cap, cap, width) ||
+            !grow((void **)&c->offsets, r->row_cap + 1, cap + 1, sizeof(int32_t)))
+            return 0;
+    }
+    r->row_cap = cap;
+    return 1;
+}
+
 static int read_record(Reader *r) {
-    if (!take(r, '{') || r->rows >= r->cap) return 0;
+    if (!take(r, '{') || (r->rows + 2) * (r->ncolumns + 1) > r->max_cells || !make_room(r))
+        return 0;
     if (take(r, '}')) goto done;
     do {
         if (!take(r, '"')) return 0;
@@ -322,22 +363,29 @@ static PyObject *column_tuple(const Column *c, Py_ssize_t rows) {
     return result;
 }
 
-static PyObject *read_columns(PyObject *module, PyObject *body) {
+static PyObject *read_columns(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
     (void)module;
-    if (!PyBytes_Check(body)) {
-        PyErr_SetString(PyExc_TypeError, "read_columns() takes bytes");
+    if (nargs != 3 || !PyBytes_Check(args[0])) {
+        PyErr_SetString(PyExc_TypeError, "read_columns() takes bytes, max_fields, max_cells");
         return NULL;
     }
+    PyObject *body = args[0];
+    Py_ssize_t max_fields = PyLong_AsSsize_t(args[1]);
+    if (max_fields == -1 && PyErr_Occurred()) return NULL;
+    Py_ssize_t max_cells = PyLong_AsSsize_t(args[2]);
+    if (max_cells == -1 && PyErr_Occurred()) return NULL;
     const char *data = PyBytes_AS_STRING(body);
     Py_ssize_t size = PyBytes_GET_SIZE(body);
     if (size >= INT32_MAX) Py_RETURN_NONE;
     Reader r = {0};
+    r.max_fields = max_fields;
+    r.max_cells = max_cells;
     r.p = (const unsigned char *)data;
     r.end = r.p + size;
     int ok;
     PyThreadState *released = size >= RELEASE_GIL_FROM ? PyEval_SaveThread() : NULL;
     for (const char *q = data; (q = memchr(q, '{', (size_t)(data + size - q))) != NULL; q++)
-        r.cap++;
+        r.max_rows++;
     ok = read_body(&r);
     if (ok) {
         for (Py_ssize_t k = 0; k < r.ncolumns; k++) {
@@ -366,48 +414,16 @@ static PyObject *read_columns(PyObject *module, PyObject *body) {
     return Py_BuildValue("(nN)", r.rows, columns);
 }
 
-/* The deepest nesting of arrays and objects in body, counted outside texts, or limit + 1 as
- * soon as it goes beyond limit: parsers that recurse (pyarrow.json's, json's) can be asked
- * only about bodies this proves shallow. Brackets need not balance: a parser refuses that. */
-static PyObject *nesting_depth(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
-    (void)module;
-    if (nargs != 2 || !PyBytes_Check(args[0])) {
-        PyErr_SetString(PyExc_TypeError, "nesting_depth() takes bytes and a limit");
-        return NULL;
-    }
-    Py_ssize_t limit = PyLong_AsSsize_t(args[1]);
-    if (limit == -1 && PyErr_Occurred()) return NULL;
-    const unsigned char *p = (const unsigned char *)PyBytes_AS_STRING(args[0]);
-    Py_ssize_t size = PyBytes_GET_SIZE(args[0]);
-    const unsigned char *end = p + size;
-    Py_ssize_t depth = 0, deepest = 0;
-    PyThreadState *released = size >= RELEASE_GIL_FROM ? PyEval_SaveThread() : NULL;
-    while (p < end && deepest <= limit) {
-        unsigned char c = *p++;
-        if (c == '"') {
-            while (p < end) {
-                unsigned char t = *p++;
-                if (t == '"') break;
-                if (t == '\\' && p < end) p++;
-            }
-        } else if (c == '[' || c == '{') {
-            if (++depth > deepest) deepest = depth;
-        } else if (c == ']' || c == '}') {
-            depth--;
-        }
-    }
-    if (released) PyEval_RestoreThread(released);
-    return PyLong_FromSsize_t(deepest);
-}
-
 static PyMethodDef methods[] = {
-    {"read_columns", read_columns, METH_O,
-     "read_columns(body: bytes) -> (rows, [(name, kind, nulls, validity, values, chars)]) "
-     "or None when the body is not {\"data\": [flat records]} read exactly as pyarrow.json "
-     "reads it."},
-    {"nesting_depth", (PyCFunction)(void (*)(void))nesting_depth, METH_FASTCALL,
-     "nesting_depth(body: bytes, limit: int) -> int: the deepest nesting of arrays and "
-     "objects outside texts, or limit + 1 once it goes beyond limit."},
+    {"read_columns", (PyCFunction)(void (*)(void))read_columns, METH_FASTCALL,
+     "read_columns(body: bytes, max_fields: int, max_cells: int) -> "
+     "(rows, [(name, kind, nulls, validity, values, chars)]) or None when the body is not "
+     "{\"data\": [flat records]} read exactly as pyarrow.json reads it, or its records hold "
+     "more than max_fields fields, or (records + 1) x (fields + 1) > max_cells."},
+    {"scan_shape", (PyCFunction)(void (*)(void))scan_shape, METH_FASTCALL,
+     "scan_shape(body: bytes, max_depth: int, max_names: int) -> (depth, objects, names): "
+     "the deepest nesting of arrays and objects, the objects and the distinct key names, "
+     "outside texts; the scan stops once depth > max_depth or names > max_names."},
     {NULL, NULL, 0, NULL},
 };
 

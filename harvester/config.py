@@ -26,10 +26,10 @@ from harvester.shards import Shard, parse_shard
 DEFAULT_BASE_URL = "https://api.sensitconnect.net"
 ENV_PREFIX = "SENSIT_"
 # The largest legitimate reply is a records window: 2 hours at 1 Hz of the widest device type,
-# 7,201 records with both bounds. The simulator's SPOD after its firmware update (21 fields)
-# renders that window in 2.61 MB (FMD 1.76 MB, RAMP 1.54 MB). 32 MiB is 12x that: room for a
-# server that pretty-prints or adds fields, with a bound on memory that still holds with every
-# worker receiving at once (16 requests x 32 MiB).
+# 7,201 records with both bounds. The simulator's SPOD (18 fields) renders that window in
+# 2.6 MB (FMD 1.7 MB, RAMP 1.5 MB). 32 MiB is 12x that: room for a server that pretty-prints
+# or adds fields, with a bound on memory that still holds with every worker receiving at once
+# (16 requests x 32 MiB).
 DEFAULT_MAX_RESPONSE_MB = 32
 
 

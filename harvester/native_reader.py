@@ -20,6 +20,7 @@ from typing import Final
 
 import pyarrow as pa
 
+from harvester.errors import MalformedReplyError
 from harvester.schema import TIMESTAMP
 
 try:
@@ -41,36 +42,82 @@ _KIND_TYPES: Final = {
 }
 
 
-# A text (to its closing quote, or to the end when it has none) or a bracket.
-_TEXT_OR_BRACKET: Final = re.compile(rb'"(?:[^"\\]|\\.)*"?|[\[\]{}]', re.DOTALL)
+# pyarrow.json, json and parse.py's builders recurse once per level of nesting: pyarrow.json
+# overflows the C stack (SIGSEGV) somewhere between 5,000 and 20,000 levels on an 8 MiB stack
+# (less on a smaller thread stack), json raises RecursionError near 1,000, orjson refuses
+# beyond 1,024 and, writing a nested value as text (json_text), beyond 255. A records body is
+# 3 levels deep (envelope, list, flat record), and the API documents nothing deeper than one
+# nested object; 64 leaves any plausible nested value 61 levels while staying far below
+# every limit above, whatever the thread's stack.
+MAX_DEPTH: Final = 64
+# The most fields the records of one body may hold, and the most cells (objects x distinct
+# names, the envelope counted as one of each) its table may have. A 2-hour SPOD window at
+# 1 Hz holds 18 fields and 137,000 cells; a body at the default response cap (32 MiB) of
+# such records about 1.8 million. Beyond 4 million cells the body is refused: the reader then
+# holds at most ~72 MB of columns (twice the cells, 9 bytes each, while they grow), where it
+# took 108 MB more for one record of 300 fields, and pyarrow.json ~500 MB for a 450 KB body of
+# 8,000 records of a new field each; every reader of the table after it is bounded alike.
+MAX_FIELDS: Final = 4096
+MAX_CELLS: Final = 4_000_000
+
+# A text (to its closing quote, or to the end without one), with the ':' making it a key; or
+# a bracket.
+_TOKEN: Final = re.compile(rb'"((?:[^"\\]|\\.)*)(?:"([ \t\n\r]*:)?)?|[\[\]{}]', re.DOTALL)
 
 
-def nesting_depth(body: bytes, limit: int) -> int:
-    """The deepest nesting of arrays and objects in ``body`` outside texts, or ``limit + 1``
-    as soon as it goes beyond ``limit``: a scan that cannot itself recurse, in C when the
-    native reader is built."""
+def scan_shape(body: bytes, max_depth: int, max_names: int) -> tuple[int, int, int]:
+    """How deep arrays and objects nest in ``body``, how many objects and how many distinct
+    key names it holds, all outside texts (``_flatjson_shape.h`` says why); the scan stops
+    once the depth passes ``max_depth`` or the names ``max_names``. It cannot itself recurse;
+    in C when the native reader is built."""
     if _flatjson is not None:
-        return _flatjson.nesting_depth(body, limit)
-    depth = deepest = 0
-    for token in _TEXT_OR_BRACKET.finditer(body):
-        bracket = token.group()
-        if bracket in (b"[", b"{"):
+        return _flatjson.scan_shape(body, max_depth, max_names)
+    depth = deepest = objects = 0
+    names: set[bytes] = set()
+    for token in _TOKEN.finditer(body):
+        text = token.group()
+        if text in (b"[", b"{"):
+            objects += text == b"{"
             depth += 1
-            if depth > deepest:
-                deepest = depth
-                if deepest > limit:
-                    break
-        elif bracket in (b"]", b"}"):
+            deepest = max(deepest, depth)
+            if deepest > max_depth:
+                break
+        elif text in (b"]", b"}"):
             depth -= 1
-    return deepest
+        elif token.group(2) is not None:
+            names.add(token.group(1))
+            if len(names) > max_names:
+                break
+    return deepest, objects, len(names)
+
+
+def check_shape(body: bytes) -> None:
+    """``MalformedReplyError`` for a body nested beyond ``MAX_DEPTH``, whose records hold
+    more than ``MAX_FIELDS`` fields, or whose table would hold more than ``MAX_CELLS`` cells:
+    no parser that recurses or builds a column per field may see it. The native reader
+    neither recurses nor reads such a body, and a body it reads always passes this check."""
+    # The envelope adds one name ("data") and one object to the records' own.
+    depth, objects, names = scan_shape(body, MAX_DEPTH, MAX_FIELDS + 1)
+    if depth > MAX_DEPTH:
+        raise MalformedReplyError(
+            f"the response nests arrays or objects more than {MAX_DEPTH} deep"
+        )
+    if names > MAX_FIELDS + 1:
+        raise MalformedReplyError(f"the response holds more than {MAX_FIELDS} distinct field names")
+    if objects * names > MAX_CELLS:
+        raise MalformedReplyError(
+            f"the response's {objects:,} objects of up to {names:,} fields exceed the budget "
+            f"of {MAX_CELLS:,} values a window may hold"
+        )
 
 
 def read_flat_records(body: bytes) -> pa.Table | None:
     """The records of a ``{"data": [flat record, ...]}`` body, typed as pyarrow.json types
-    them, or None when the native reader is absent or refuses the body."""
+    them, or None when the native reader is absent or refuses the body (also when its
+    records hold more than ``MAX_FIELDS`` fields or ``MAX_CELLS`` cells)."""
     if _flatjson is None:
         return None
-    read = _flatjson.read_columns(body)
+    read = _flatjson.read_columns(body, MAX_FIELDS, MAX_CELLS)
     if read is None:
         return None
     rows, columns = read

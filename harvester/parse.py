@@ -36,21 +36,13 @@ import pyarrow as pa
 import pyarrow.json as pa_json
 
 from harvester.errors import MalformedReplyError, ShapeError
-from harvester.native_reader import nesting_depth, read_flat_records
+from harvester.native_reader import MAX_CELLS, check_shape, read_flat_records
 from harvester.schema import TIMESTAMP, coerce_array, json_text
 
 ID_FIELD: Final = "_id"
 DATE_FIELD: Final = "date"
 SMALL_BODY_MAX_BYTES: Final = 16 * 1024
 _MIN_BLOCK: Final = 1 << 20
-# pyarrow.json, json and the builders below recurse once per level of nesting: pyarrow.json
-# overflows the C stack (SIGSEGV) somewhere between 5,000 and 20,000 levels on an 8 MiB stack
-# (less on a smaller thread stack), json raises RecursionError near 1,000, orjson refuses
-# beyond 1,024 and, writing a nested value as text (json_text), beyond 255. A records body is
-# 3 levels deep (envelope, list, flat record), and the API documents nothing deeper than one
-# nested object; 64 leaves any plausible nested value 61 levels while staying far below
-# every limit above, whatever the thread's stack.
-MAX_DEPTH: Final = 64
 # Every text pyarrow.json may read as a timestamp starts YYYY-MM-DD. When a body holds more
 # such texts than records' own "date": values, or more of those than records (a nested
 # "date"), it goes to pyarrow.json. Erring towards pyarrow only costs time.
@@ -73,14 +65,14 @@ class DecodedWindow:
 def parse_window(body: bytes) -> pa.Table:
     """The records of a ``{"data": [record, ...]}`` body, in the server's order.
 
-    Raises ``ShapeError`` when the body is not JSON (or truncated), nests beyond
-    ``MAX_DEPTH``, is not an object, has no ``data`` list, or holds a record that is not an
-    object or lacks ``_id`` or ``date``.
+    Raises ``ShapeError`` when the body is not JSON (or truncated), is beyond the bounds of
+    ``native_reader.check_shape`` (nesting, fields, cells), is not an object, has no ``data``
+    list, or holds a record that is not an object or lacks ``_id`` or ``date``.
     """
     native = read_flat_records(body)
     if native is not None:
         return _normalise(native)
-    _check_depth(body)
+    check_shape(body)
     if len(body) <= SMALL_BODY_MAX_BYTES:
         try:
             return _normalise(_table_of(_small_records(body)))
@@ -96,7 +88,7 @@ def decode_window(body: bytes) -> pa.Table | DecodedWindow:
     native = read_flat_records(body)
     if native is not None:
         return _normalise(native)
-    _check_depth(body)
+    check_shape(body)
     if len(body) > SMALL_BODY_MAX_BYTES:
         return _parse_large(body)
     try:
@@ -122,9 +114,12 @@ def type_windows(windows: Sequence[pa.Table | DecodedWindow]) -> list[pa.Table]:
     a field null throughout one window, which takes the others' type as the sink's schema
     would), and window by window otherwise."""
     decoded = [w.records for w in windows if isinstance(w, DecodedWindow)]
+    records = [record for window in decoded for record in window]
     together: pa.Table | None = None
-    if any(decoded):
-        typed = _arrow_typed([record for records in decoded for record in records])
+    # Windows of disjoint fields typed together make a table of every window's fields in
+    # every window's rows: beyond the budget each window keeps its own, bounded, table.
+    if records and len(records) * len(set().union(*records)) <= MAX_CELLS:
+        typed = _arrow_typed(records)
         # Each window keeps its own typing where pyarrow will not mix the kinds of a field,
         # or where a window holding only integers would become floats: should the field
         # later unify with text, "1" and "1.0" must stay as each window had them.
@@ -154,15 +149,6 @@ def _floats_a_window_of_ints(windows: Sequence[list[dict[str, Any]]], schema: pa
             if int in kinds and float not in kinds:
                 return True
     return False
-
-
-def _check_depth(body: bytes) -> None:
-    """``ShapeError`` for a body nested beyond ``MAX_DEPTH``: no parser that recurses may see
-    it (the native reader does not recurse, and refuses every nested value)."""
-    if nesting_depth(body, MAX_DEPTH) > MAX_DEPTH:
-        raise MalformedReplyError(
-            f"the response nests arrays or objects more than {MAX_DEPTH} deep"
-        )
 
 
 def _parse_large(body: bytes) -> pa.Table:

@@ -10,6 +10,8 @@ from __future__ import annotations
 import datetime as dt
 import json
 import shutil
+import subprocess
+import sys
 import sysconfig
 
 import orjson
@@ -20,15 +22,26 @@ from hypothesis import strategies as st
 
 from harvester import native_reader, parse
 from harvester.errors import ShapeError
-from harvester.native_reader import NATIVE, read_flat_records
+from harvester.native_reader import MAX_FIELDS, NATIVE, _flatjson, read_flat_records
 from tests.support.strategies import json_scalars
 
 needs_native = pytest.mark.skipif(not NATIVE, reason="built without a C compiler")
 
 
+def _read(body: bytes) -> pa.Table | None:
+    """``read_flat_records(body)`` with every array of the table it builds validated in full
+    (offsets, UTF-8, bitmaps, lengths) before anything else looks at it."""
+    table = read_flat_records(body)
+    if table is not None:
+        for column in table.columns:
+            for chunk in column.chunks:
+                chunk.validate(full=True)
+    return table
+
+
 def _assert_read_alike(body: bytes) -> pa.Table | None:
     """The native reader refuses ``body`` or reads it as the pyarrow.json path does."""
-    native = read_flat_records(body)
+    native = _read(body)
     try:
         expected = parse._parse_large(body)
     except ShapeError:
@@ -191,7 +204,7 @@ def test_broken_bodies_are_refused_or_read_alike_never_crash(data: st.DataObject
 def test_every_float_reads_back_bit_for_bit(value: float) -> None:
     """orjson's shortest text of any finite float reads back as that very float."""
     body = orjson.dumps({"data": [{"_id": "a", "date": "2024-01-01T00:00:00Z", "v": value}]})
-    table = read_flat_records(body)
+    table = _read(body)
     assert table is not None
     assert table.column("v").type == pa.float64()
     assert table.column("v")[0].as_py().hex() == value.hex()
@@ -205,7 +218,7 @@ def test_number_texts_read_as_correctly_rounded_doubles_or_are_refused(text: str
     """Any JSON number text is read as Python reads it (correctly rounded), as an int64 when
     it has neither fraction nor exponent, or refused (beyond int64, beyond a double)."""
     body = b'{"data":[{"_id":"a","date":"2024-01-01T00:00:00Z","v":' + text.encode() + b"}]}"
-    table = read_flat_records(body)
+    table = _read(body)
     is_int = not any(c in text for c in ".eE")
     if table is None:
         mantissa_nonzero = any(c in "123456789" for c in text.lower().split("e")[0])
@@ -255,7 +268,7 @@ def test_bodies_beyond_flat_records_are_refused(body: bytes) -> None:
     time-like texts beyond "date", dates not in the plain form or not on the calendar, other
     top-level fields, out-of-range numbers, trailing documents, empty records and invalid
     UTF-8 are left to pyarrow.json, which knows how to type or refuse them."""
-    assert read_flat_records(body) is None
+    assert _read(body) is None
 
 
 @needs_native
@@ -283,7 +296,7 @@ def test_a_window_is_typed_like_pyarrow_json() -> None:
 @needs_native
 def test_empty_data_is_a_table_of_no_rows() -> None:
     """An empty ``data`` list reads as the pyarrow.json path reads it: no rows, no fields."""
-    table = read_flat_records(b'{ "data" : [ ] }')
+    table = _read(b'{ "data" : [ ] }')
     assert table is not None
     assert table.num_rows == 0
     assert table.num_columns == 0
@@ -307,40 +320,184 @@ def test_the_native_reader_is_built_where_a_c_compiler_is() -> None:
     assert NATIVE
 
 
-def _depth(value: object) -> int:
-    """How deep arrays and objects nest in a decoded JSON value."""
-    if isinstance(value, list):
-        return 1 + max(map(_depth, value), default=0)
+def _shape(value: object) -> tuple[int, int, set[str]]:
+    """How deep arrays and objects nest in a decoded JSON value, how many objects it holds
+    and their key names."""
+    items: list[object] = []
+    objects, names = 0, set()
     if isinstance(value, dict):
-        return 1 + max(map(_depth, value.values()), default=0)
-    return 0
+        objects, names, items = 1, set(value), list(value.values())
+    elif isinstance(value, list):
+        items = value
+    else:
+        return 0, 0, set()
+    depth = 0
+    for item in items:
+        inner_depth, inner_objects, inner_names = _shape(item)
+        depth = max(depth, inner_depth)
+        objects += inner_objects
+        names |= inner_names
+    return depth + 1, objects, names
 
 
 _JSON = st.recursive(
-    st.one_of(json_scalars(), st.sampled_from(['[{"', "\\", '"]}', "\\\\"])),
+    st.one_of(json_scalars(), st.sampled_from(['[{"', "\\", '"]}', "\\\\", 'a":'])),
     lambda inner: st.one_of(
-        st.lists(inner, max_size=3), st.dictionaries(st.sampled_from(["a", "[", '"{']), inner)
+        st.lists(inner, max_size=3),
+        st.dictionaries(st.sampled_from(["a", "[", '"{', ":", "\\"]), inner),
     ),
     max_leaves=30,
 )
 
 
-@needs_native
 @settings(max_examples=300, deadline=None)
-@given(_JSON, st.integers(0, 12), st.data())
-def test_nesting_depth_counts_brackets_outside_texts_in_c_and_python_alike(
-    document: object, limit: int, data: st.DataObject
+@given(_JSON, st.integers(0, 8), st.integers(0, 4), st.data())
+def test_scan_shape_counts_outside_texts_in_c_and_python_alike(
+    document: object, max_depth: int, max_names: int, data: st.DataObject
 ) -> None:
-    """For a JSON document the depth is the decoded value's (brackets and escaped quotes in
-    texts do not count), capped at limit + 1; for the document mangled at random bytes, the C
-    scan and its pure-Python fallback still agree."""
+    """For a JSON document the scan gives the decoded value's depth, objects and distinct key
+    names (brackets, colons and escaped quotes in texts do not count); for the document
+    mangled at random bytes, and with limits that stop the scan early, the C scan and its
+    pure-Python fallback agree."""
     body = json.dumps(document).encode()
-    assert native_reader.nesting_depth(body, limit) == min(_depth(document), limit + 1)
+    depth, objects, names = _shape(document)
+    assert native_reader.scan_shape(body, 100, 100) == (depth, objects, len(names))
     mangled = bytearray(body)
     for _ in range(data.draw(st.integers(0, 4))):
         at = data.draw(st.integers(0, len(mangled)))
-        mangled[at:at] = data.draw(st.sampled_from([b'"', b"\\", b"[", b"}", b"\xff"]))
-    expected = native_reader.nesting_depth(bytes(mangled), limit)
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(native_reader, "_flatjson", None)
-        assert native_reader.nesting_depth(bytes(mangled), limit) == expected
+        mangled[at:at] = data.draw(st.sampled_from([b'"', b"\\", b"[", b"}", b":", b"\xff"]))
+    shapes = []
+    for native in (native_reader._flatjson, None):
+        if native is None and not NATIVE:
+            continue
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(native_reader, "_flatjson", native)
+            shapes.append(native_reader.scan_shape(bytes(mangled), max_depth, max_names))
+    assert len(set(shapes)) == 1, shapes
+
+
+# -- memory bounded by what the body holds ----------------------------------------------------
+
+
+def _wide_record(fields: int, text: str = "ok") -> dict[str, object]:
+    """One record of ``fields`` fields beyond ``_id`` and ``date``, of every kind in turn."""
+    record: dict[str, object] = {"_id": "a", "date": "2024-01-01T00:00:00Z"}
+    kinds: list[object] = [1, 0.5, text, True, None]
+    for k in range(fields):
+        record[f"f{k}"] = kinds[k % len(kinds)]
+    return record
+
+
+_BRACES_BODY = _dumps([_wide_record(300, "{" * 500_000)])
+
+
+@needs_native
+def test_one_wide_record_with_a_text_full_of_braces_is_read_whole() -> None:
+    """One record of 300 fields whose text holds 500,000 '{' (a count the reader once sized
+    every column by) reads natively, each value as the pyarrow.json path reads it."""
+    table = _assert_read_alike(_BRACES_BODY)
+    assert table is not None
+    assert (table.num_rows, table.num_columns) == (1, 302)
+    assert table.column("f2")[0].as_py() == "{" * 500_000
+
+
+@needs_native
+def test_memory_follows_the_records_read_not_the_braces_in_texts() -> None:
+    """Reading that body (with glibc tuned as the console script tunes it, so that blocks
+    come from the heap) raises the peak RSS of a process that has read the same record with
+    no '{' in its text by less than 16 MB: the columns hold the rows read, not one per '{'
+    (which took 108 MB more)."""
+    script = """
+import resource
+from harvester.entry import tune_process
+tune_process()
+from harvester.native_reader import read_flat_records
+from tests.test_native_reader import _BRACES_BODY
+plain = _BRACES_BODY.replace(b"{" * 500_000, b"x" * 500_000)
+for body in (plain, plain, None, _BRACES_BODY, _BRACES_BODY):
+    if body is None:
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    else:
+        assert read_flat_records(body).num_rows == 1
+print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before)
+"""
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=50, check=True
+    )
+    grown_kib = int(done.stdout.split()[-1])
+    assert grown_kib < 16 * 1024, f"peak RSS grew by {grown_kib} KiB"
+
+
+@needs_native
+def test_more_than_32_fields_appearing_row_after_row_read_as_pyarrow_json_reads_them() -> None:
+    """40 fields of every kind, each first seen at a later row (so columns are created after
+    the rows have been regrown several times), over 3,000 rows: every column, null and value
+    as the pyarrow.json path has them."""
+    records = []
+    for i in range(3000):
+        record = _wide_record(40)
+        record["_id"] = f"{i:024x}"
+        for k in range(40):
+            if i < k * 70 or (i + k) % 11 == 0:
+                del record[f"f{k}"]
+        records.append(record)
+    table = _assert_read_alike(_dumps(records))
+    assert table is not None
+    assert (table.num_rows, table.num_columns) == (3000, 42)
+
+
+@needs_native
+def test_the_most_fields_a_body_may_hold_is_read_one_more_is_a_shape_error(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Records of MAX_FIELDS fields are read natively (as pyarrow.json reads them); one field
+    more and the native reader refuses the body, and parse_window refuses it too, with or
+    without the native reader."""
+    widest = _dumps([_wide_record(MAX_FIELDS - 2), _wide_record(MAX_FIELDS - 2)])
+    table = _assert_read_alike(widest)
+    assert table is not None
+    assert table.num_columns == MAX_FIELDS
+    too_wide = _dumps([_wide_record(MAX_FIELDS - 1)])
+    assert _read(too_wide) is None
+    with pytest.raises(ShapeError, match=f"more than {MAX_FIELDS} distinct field names"):
+        parse.parse_window(too_wide)
+    monkeypatch.setattr(native_reader, "_flatjson", None)
+    assert parse.parse_window(widest).num_columns == MAX_FIELDS
+    with pytest.raises(ShapeError, match=f"more than {MAX_FIELDS} distinct field names"):
+        parse.parse_window(too_wide)
+
+
+@needs_native
+@pytest.mark.parametrize("fields", [2, 7, 40])
+def test_records_times_fields_beyond_the_budget_are_refused_at_the_limit(fields: int) -> None:
+    """The native reader reads a body whose (records + 1) x (fields + 1) equals its budget
+    and refuses one whose count is a single cell beyond it, whatever the rows' order of
+    growth; the cells are counted as parse.py's shape check counts them."""
+    records = [_wide_record(fields - 2) for _ in range(300)]
+    body = _dumps(records)
+    cells = (300 + 1) * (fields + 1)
+    assert _flatjson.scan_shape(body, 64, 10_000)[1:] == (301, fields + 1)
+    assert _flatjson.read_columns(body, MAX_FIELDS, cells) is not None
+    assert _flatjson.read_columns(body, MAX_FIELDS, cells - 1) is None
+
+
+@pytest.mark.parametrize("native", [True, False], ids=["native", "pure-python"])
+def test_a_body_whose_records_each_bring_new_fields_is_refused_within_the_budget(
+    native: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """2,000 records of a new field each (a 100 KB body whose table would hold 4 million
+    cells, 2 new fields a record 8 million): a ShapeError naming the budget, from every
+    path; the same records split into windows are typed window by window."""
+    if not native:
+        monkeypatch.setattr(native_reader, "_flatjson", None)
+    elif not NATIVE:
+        pytest.skip("built without a C compiler")
+    records = [
+        {"_id": f"{i}", "date": "2024-01-01T00:00:00Z", f"k{i}": i, f"n{i}": {"a": 1}}
+        for i in range(2000)
+    ]
+    with pytest.raises(ShapeError, match="exceed the budget of 4,000,000 values"):
+        parse.parse_window(_dumps(records))
+    windows = [parse.decode_window(_dumps(records[i : i + 40])) for i in range(0, 2000, 40)]
+    tables = parse.type_windows(windows)
+    assert [t.num_columns for t in tables] == [2 + 40 * 2] * 50

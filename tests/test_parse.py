@@ -14,9 +14,8 @@ from hypothesis import strategies as st
 
 from harvester import native_reader, parse
 from harvester.errors import ShapeError
-from harvester.native_reader import NATIVE
+from harvester.native_reader import MAX_DEPTH, NATIVE
 from harvester.parse import (
-    MAX_DEPTH,
     SMALL_BODY_MAX_BYTES,
     build_array,
     decode_window,
