@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import random
+import time
 from collections.abc import Awaitable, Callable, Hashable, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass, field, fields
@@ -83,7 +84,7 @@ class PoolStats:
     windows_backing_off: int = 0
     """Windows sleeping through a retry back-off right now."""
     backoff_ends_at: float = 0.0
-    """When the latest back-off begun so far ends, on the event loop's clock."""
+    """When the latest back-off begun so far ends (UNIX time; 0 before the first)."""
     failures: list[FailedWindow] = field(default_factory=list)
 
     @property
@@ -344,7 +345,7 @@ class WindowPool:
 
     async def _sleep_unless_stopped(self, delay: float) -> None:
         # A back-off may be long; a stop must not wait for it.
-        ends_at = asyncio.get_running_loop().time() + delay
+        ends_at = time.time() + delay
         self.stats.backoff_ends_at = max(self.stats.backoff_ends_at, ends_at)
         self.stats.windows_backing_off += 1
         try:

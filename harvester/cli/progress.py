@@ -68,7 +68,7 @@ class RunProgress:
             left=stats.windows_total - settled - stats.windows_abandoned,
             settled=settled,
             elapsed_s=elapsed,
-            backoff_left_s=stats.backoff_ends_at - asyncio.get_running_loop().time(),
+            backoff_left_s=stats.backoff_ends_at - time.time(),
         )
         return {
             "windows_done": stats.windows_done,
