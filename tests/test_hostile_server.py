@@ -298,6 +298,9 @@ def _rename(name: str) -> Callable[[HostileServer], Rule]:
     return target_entry("uuid", name)
 
 
+#: A uuid that names an absolute path; nothing may appear there.
+ABSOLUTE = "/tmp/sensit-hostile-absolute/escape"
+
 # -- the table ----------------------------------------------------------------------------------
 
 LONG_UUID = (
@@ -346,6 +349,8 @@ CASES: list[Case] = [
     Case("record-id-number", "an '_id' that is a number (judgement: the ObjectId is a text; "
          "a number is a shape error): the window fails",
          odd_value("_id", 123456789), 1, "window", xfail=NUMERIC_ID),
+    Case("record-repeated", "one record twice in the same answer: stored once",
+         records(lambda rows: {"data": [*rows, dict(_odd(rows))]}), 0, "exact"),
     Case("record-duplicate-keys", "a key twice in one record: the last one wins, as in the "
          "vendor's JavaScript (JSON.parse); the window is stored",
          odd_token('1, "odd": 2'), 0, "exact", check=equals("odd", 2)),
@@ -448,6 +453,10 @@ CASES: list[Case] = [
     Case("device-traversal", "uuid '../../../../../escape' is stored inside --out, "
          "percent-encoded as Hive does", _rename("../../../../../escape"), 0, "absent",
          aliases={"../../../../../escape": TARGET}),
+    Case("device-absolute", "an absolute-path uuid is stored inside --out, percent-encoded",
+         _rename(ABSOLUTE), 0, "absent", aliases={ABSOLUTE: TARGET}),
+    Case("device-backslash", "uuid 'a\\b' (a Windows separator) is one partition",
+         _rename("a\\b"), 0, "absent", aliases={"a\\b": TARGET}),
     Case("device-dot-dot", "uuid '..' is stored inside --out, percent-encoded",
          _rename(".."), 0, "absent", aliases={"..": TARGET}),
     Case("device-slash", "uuid 'a/b' is one partition, device_id=a%2Fb",
@@ -670,6 +679,7 @@ def run_case(
         server.disarm()
     _assert_clean(code, stdout, stderr)
     assert snapshot(tmp_path, out) == before, "something was written outside --out"
+    assert not Path(ABSOLUTE).parent.exists(), f"something was written in {ABSOLUTE}"
     assert hits >= 1, "the hostile reply was never asked for"
     assert hits <= case.max_hits, f"the hostile call was made {hits} times"
     assert code == case.exit, f"exit {code}, expected {case.exit}:\n{(stdout + stderr)[-3000:]}"
