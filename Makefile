@@ -39,3 +39,18 @@ bench: install
 
 clean:
 	rm -rf $(VENV) demo-data .pytest_cache .mypy_cache .ruff_cache .hypothesis build *.egg-info
+
+# The native reader under AddressSanitizer and UBSan, differential against pyarrow.json, guided
+# by gcc's edge coverage (fuzz/fuzz_flatjson.py): `make fuzz` runs FUZZ_SECONDS (10 minutes),
+# `make fuzz-smoke` 25 s, in CI. Findings land in fuzz/build/out/findings.
+.PHONY: fuzz fuzz-smoke
+FUZZ_SECONDS ?= 600
+FUZZ_SEED    ?= 1
+
+fuzz: install
+	fuzz/build_sanitized.sh
+	$(PY) fuzz/fuzz_flatjson.py --seconds $(FUZZ_SECONDS) --seed $(FUZZ_SEED)
+
+fuzz-smoke: install
+	fuzz/build_sanitized.sh
+	$(PY) fuzz/fuzz_flatjson.py --seconds 25 --seed $(FUZZ_SEED)

@@ -43,6 +43,22 @@ enum { KIND_NULL = 0, KIND_INT = 1, KIND_FLOAT = 2, KIND_STRING = 3, KIND_TIME =
  * from a writer thread. */
 #define RELEASE_GIL_FROM 65536
 
+/* The bytes of body, or NULL with MemoryError. Built for the fuzzer (fuzz/), an exact-size copy
+ * in *copy (which the caller frees): a bytes object ends with a NUL, so AddressSanitizer would
+ * not report a read one byte past the body's end. */
+static const char *body_bytes(PyObject *body, char **copy) {
+    *copy = NULL;
+#ifdef FLATJSON_EXACT_COPY
+    Py_ssize_t size = PyBytes_GET_SIZE(body);
+    *copy = malloc(size ? (size_t)size : 1);
+    if (!*copy) return (const char *)PyErr_NoMemory();
+    memcpy(*copy, PyBytes_AS_STRING(body), (size_t)size);
+    return *copy;
+#else
+    return PyBytes_AS_STRING(body);
+#endif
+}
+
 #include "_flatjson_shape.h"
 
 /* Rows every column has room for at first; each column then grows with the rows actually
@@ -363,19 +379,8 @@ static PyObject *column_tuple(const Column *c, Py_ssize_t rows) {
     return result;
 }
 
-static PyObject *read_columns(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
-    (void)module;
-    if (nargs != 3 || !PyBytes_Check(args[0])) {
-        PyErr_SetString(PyExc_TypeError, "read_columns() takes bytes, max_fields, max_cells");
-        return NULL;
-    }
-    PyObject *body = args[0];
-    Py_ssize_t max_fields = PyLong_AsSsize_t(args[1]);
-    if (max_fields == -1 && PyErr_Occurred()) return NULL;
-    Py_ssize_t max_cells = PyLong_AsSsize_t(args[2]);
-    if (max_cells == -1 && PyErr_Occurred()) return NULL;
-    const char *data = PyBytes_AS_STRING(body);
-    Py_ssize_t size = PyBytes_GET_SIZE(body);
+static PyObject *read_buffer(const char *data, Py_ssize_t size, Py_ssize_t max_fields,
+                             Py_ssize_t max_cells) {
     if (size >= INT32_MAX) Py_RETURN_NONE;
     Reader r = {0};
     r.max_fields = max_fields;
@@ -412,6 +417,24 @@ static PyObject *read_columns(PyObject *module, PyObject *const *args, Py_ssize_
     free_reader(&r);
     if (!columns) return NULL;
     return Py_BuildValue("(nN)", r.rows, columns);
+}
+
+static PyObject *read_columns(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
+    (void)module;
+    if (nargs != 3 || !PyBytes_Check(args[0])) {
+        PyErr_SetString(PyExc_TypeError, "read_columns() takes bytes, max_fields, max_cells");
+        return NULL;
+    }
+    Py_ssize_t max_fields = PyLong_AsSsize_t(args[1]);
+    if (max_fields == -1 && PyErr_Occurred()) return NULL;
+    Py_ssize_t max_cells = PyLong_AsSsize_t(args[2]);
+    if (max_cells == -1 && PyErr_Occurred()) return NULL;
+    char *copy;
+    const char *data = body_bytes(args[0], &copy);
+    if (!data) return NULL;
+    PyObject *result = read_buffer(data, PyBytes_GET_SIZE(args[0]), max_fields, max_cells);
+    free(copy);
+    return result;
 }
 
 static PyMethodDef methods[] = {

@@ -55,7 +55,13 @@ static PyObject *scan_shape(PyObject *module, PyObject *const *args, Py_ssize_t 
         free(names.lens);
         return PyErr_NoMemory();
     }
-    const unsigned char *p = (const unsigned char *)PyBytes_AS_STRING(args[0]);
+    char *copy;
+    const unsigned char *p = (const unsigned char *)body_bytes(args[0], &copy);
+    if (!p) {
+        free(names.slots);
+        free(names.lens);
+        return NULL;
+    }
     Py_ssize_t size = PyBytes_GET_SIZE(args[0]);
     const unsigned char *end = p + size;
     Py_ssize_t depth = 0, deepest = 0, objects = 0;
@@ -87,6 +93,7 @@ static PyObject *scan_shape(PyObject *module, PyObject *const *args, Py_ssize_t 
     if (released) PyEval_RestoreThread(released);
     free(names.slots);
     free(names.lens);
+    free(copy);
     return Py_BuildValue("(nnn)", deepest, objects, names.count);
 }
 

@@ -72,6 +72,11 @@ def scan_shape(body: bytes, max_depth: int, max_names: int) -> tuple[int, int, i
     in C when the native reader is built."""
     if _flatjson is not None:
         return _flatjson.scan_shape(body, max_depth, max_names)
+    return scan_shape_python(body, max_depth, max_names)
+
+
+def scan_shape_python(body: bytes, max_depth: int, max_names: int) -> tuple[int, int, int]:
+    """``scan_shape`` without the native reader (the fuzzer holds the two to one answer)."""
     depth = deepest = objects = 0
     names: set[bytes] = set()
     for token in _TOKEN.finditer(body):
