@@ -30,6 +30,7 @@ from harvester.client_replies import (
     available_days,
     device_list,
     sign_in_answer,
+    sign_in_refusal,
     status_error,
     transport_error,
 )
@@ -262,6 +263,9 @@ class SensitClient:
         if not 200 <= reply.status < 300:
             raise self._counted(status_error(reply, "sign-in", self._secrets()))
         answer = sign_in_answer(reply.body)
+        refusal = None if answer is not None else sign_in_refusal(reply.body, self._secrets())
+        if refusal is not None:
+            raise AuthError(f"sign-in refused by {settings.shown_url}: {refusal}")
         if answer is None:
             got = reply.content_type or "no content type"
             message = (

@@ -32,7 +32,6 @@ from harvester.errors import (
     ShapeError,
     TransportError,
 )
-from harvester.keys import unusable_uuid
 from harvester.models import DEVICE_TYPES, DayAvailability, Device
 from harvester.wire import day_entry, parse_retry_after, short_json
 
@@ -146,9 +145,11 @@ def _json_list(reply: Reply, what: str, secrets: Iterable[str]) -> list[Any]:
 def device_list(reply: Reply, what: str, secrets: Iterable[str]) -> list[Device]:
     """The usable devices of a device-list reply, in its order.
 
-    Only a reply that is not a JSON array fails. Each entry that cannot be harvested (not an
-    object; a uuid that is missing, empty, not text or too long for a folder name; a type
-    other than FMD, SPOD and RAMP; a uuid listed before) is skipped with one warning.
+    Only a reply that is not a JSON array fails. Each entry that names no device we can ask
+    for (not an object; a uuid that is missing, empty or not text; a type other than FMD,
+    SPOD and RAMP; a uuid listed before) is skipped with one warning. A real device whose
+    uuid is too long to name a folder is kept: discovery reports it as a failed device, since
+    its data exists and is not harvested.
     """
     devices: dict[str, Device] = {}
     for item in _json_list(reply, what, secrets):
@@ -174,9 +175,8 @@ def _device(item: object) -> Device | str:
     # Numbers name a device as plainly as texts do; only booleans and containers do not.
     if isinstance(uuid, bool) or not isinstance(uuid, str | int):
         return f"uuid is a JSON {type(uuid).__name__}, not text"
-    problem = unusable_uuid(str(uuid))
-    if problem is not None:
-        return problem
+    if not str(uuid):
+        return "empty uuid"
     if kind not in DEVICE_TYPES:
         return f"unknown type {short_json(kind)}, not one of {', '.join(DEVICE_TYPES)}"
     return Device(str(uuid), kind, name if isinstance(name, str) else "")
@@ -210,3 +210,21 @@ def sign_in_answer(body: bytes) -> tuple[str, str, str] | None:
     if not isinstance(user_id, str | int) or not isinstance(role, str):
         return None
     return token, str(user_id), role
+
+
+def sign_in_refusal(body: bytes, secrets: Iterable[str]) -> str | None:
+    """Why a sign-in answer of the API's own shape (a JSON object with ``message`` or
+    ``user``) carries no token, or None for any other body or one that has a token. Some services answer refused
+    credentials with a 200 and a message: that is an authentication failure, not a wrong URL.
+    """
+    try:
+        answer = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return None
+    if not isinstance(answer, dict) or not ("message" in answer or "user" in answer):
+        return None
+    if answer.get("accessToken"):
+        return None
+    message = answer.get("message")
+    said = f": {excerpt(message.encode(), secrets)}" if isinstance(message, str) else ""
+    return f"the sign-in answer holds no accessToken{said}"

@@ -27,6 +27,7 @@ from harvester.client import ClientSettings, SensitClient
 from harvester.config import HarvestConfig, require_credentials
 from harvester.errors import ConfigError, HarvesterError, InternalError, RemoteError, StorageError
 from harvester.integrity import damaged_days, trusting_only_intact
+from harvester.keys import unusable_uuid
 from harvester.models import DayAvailability, Device, FailedDevice, WindowJob
 from harvester.objectstore import ObjectStorage, local_path, open_location
 from harvester.planner import Plan, plan_windows
@@ -186,6 +187,10 @@ async def discover(
     slots = asyncio.Semaphore(config.concurrency)
 
     async def dates_of(device: Device) -> list[DayAvailability] | FailedDevice:
+        unusable = unusable_uuid(device.uuid)
+        if unusable is not None:
+            log.warning("device_failed", device=device.uuid[:40], type=device.type, reason=unusable)
+            return FailedDevice(device, f"{unusable}: it cannot name a folder of the archive")
         try:
             async with slots:
                 days: list[DayAvailability] = await paced(

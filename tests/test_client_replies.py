@@ -17,6 +17,7 @@ from harvester.client_replies import (
     excerpt,
     json_array,
     sign_in_answer,
+    sign_in_refusal,
     status_error,
     transport_error,
 )
@@ -128,17 +129,19 @@ def test_device_list_keeps_usable_devices_and_skips_each_other_entry_once() -> N
     ]
     with capture_logs() as logs:
         devices = device_list(_reply(200, body), WHAT, [])
+    # A uuid too long for a folder names a real device: kept, discovery reports it failed.
     assert [(d.uuid, d.type, d.name) for d in devices] == [
         ("1041", "SPOD", "pod"),
+        ("x" * 201, "FMD", ""),
         ("../../../../../escape", "RAMP", ""),
     ]
     skipped = [(e["event"], e["uuid"], e["reason"]) for e in logs]
     assert [uuid for _, uuid, _ in skipped] == [
-        "9", "", "null", "null", "true", '["1"]', "8", "x" * 200, "null", "1041"
+        "9", "", "null", "null", "true", '["1"]', "8", "null", "1041"
     ]  # fmt: skip
     assert {event for event, _, _ in skipped} == {"device_skipped"}
     expected = ["unknown type", "empty uuid", "no uuid", "no uuid", "not text", "not text"]
-    expected += ["unknown type null", "over the limit", "not an object", "duplicate"]
+    expected += ["unknown type null", "not an object", "duplicate"]
     for (_, _, reason), part in zip(skipped, expected, strict=True):
         assert part in reason
 
@@ -173,3 +176,26 @@ def test_sign_in_answer_reads_token_user_and_role_or_nothing() -> None:
     assert sign_in_answer(orjson.dumps(good)) == ("t", "7", "SystemAdministrator")
     for body in (b"<html>", b"[]", orjson.dumps({"accessToken": "", "user": {}})):
         assert sign_in_answer(body) is None
+
+
+@pytest.mark.parametrize(
+    ("body", "refused"),
+    [
+        (b'{"message": "Invalid password hunter2", "user": null}', True),
+        (b'{"user": {"id": "7", "role": "r"}, "message": "ok"}', True),
+        (b'{"accessToken": "", "message": "no"}', True),
+        (b'{"accessToken": "t", "user": {"role": "r"}}', False),
+        (b"<html>login</html>", False),
+        (b'{"status": "up"}', False),
+        (b"[1, 2]", False),
+    ],
+)
+def test_a_sign_in_answer_of_the_apis_shape_without_a_token_is_a_refusal(
+    body: bytes, refused: bool
+) -> None:
+    """A JSON object with ``message`` or ``user`` and no token is a refusal (authentication
+    failed, exit 3), its message shown with secrets masked; an HTML page, another JSON shape
+    or an answer that has a token (but, say, no user id) is not."""
+    refusal = sign_in_refusal(body, ["hunter2"])
+    assert (refusal is not None) is refused
+    assert "hunter2" not in (refusal or "")
