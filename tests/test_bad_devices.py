@@ -115,7 +115,7 @@ def test_unusable_and_failing_devices_never_block_the_others(tmp_path: Path) -> 
         code, stdout, stderr = harvest(server.url, out)
         assert code == 1, stdout
         assert server.broken_answers == MalformedReplyError.max_attempts
-        assert "FAILED   device 1003 (RAMP): its available dates could not be read" in stdout
+        assert "FAILED   device 1003 (RAMP), nothing fetched" in stdout
         skipped = _events(stderr, "device_skipped")
         assert sorted(str(event["uuid"]) for event in skipped) == ["", "9", "null", "null"]
         (manifest,) = (out / "_harvest" / "runs").iterdir()

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 
 from harvester import __version__
 from harvester.cli import demo, harvest, inspect, report, simulate
+from harvester.cli.common import printable
 from harvester.errors import (
     AuthError,
     ConfigError,
@@ -82,13 +83,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             traceback.print_exc()
         message = str(exc) or "interrupted"
         for line in message.splitlines():
-            sys.stderr.write(f"harvester: error: {line}\n")
+            sys.stderr.write(f"harvester: error: {printable(line)}\n")
         return exit_code_for(exc)
     except Exception as exc:
         if verbose:
             traceback.print_exc()
         sys.stderr.write(
-            f"harvester: internal error: {type(exc).__name__}: {exc} (run with -v for details)\n"
+            f"harvester: internal error: {type(exc).__name__}: {printable(str(exc))} "
+            "(run with -v for details)\n"
         )
         return EXIT_FAILED
     return code

@@ -90,3 +90,9 @@ def load_config(args: argparse.Namespace) -> HarvestConfig:
     if config.password is not None:
         register_secret(config.password.reveal())
     return config
+
+
+def printable(text: str) -> str:
+    """Server text as it may reach a terminal: control characters (an ANSI escape, a NUL, a
+    carriage return that would overwrite the line) are shown as Python escapes."""
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode() for c in text)

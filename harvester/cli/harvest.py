@@ -13,7 +13,13 @@ from typing import Any
 import structlog
 
 from harvester.checkpoint import CheckpointJournal
-from harvester.cli.common import add_common_options, add_run_options, load_config, setup_logging
+from harvester.cli.common import (
+    add_common_options,
+    add_run_options,
+    load_config,
+    printable,
+    setup_logging,
+)
 from harvester.cli.progress import RunProgress
 from harvester.client import SensitClient
 from harvester.config import HarvestConfig
@@ -71,11 +77,11 @@ async def _plan_async(config: HarvestConfig) -> int:
         f"--concurrency {config.concurrency}"
     )
     for device, days in availability.items():
-        print(f"  {device.type:<5} {device.uuid:<10} {len(days):>5} days with data")
+        print(f"  {device.type:<5} {printable(device.uuid):<10} {len(days):>5} days with data")
     for failed in discovery.failed:
         print(
-            f"  {failed.device.type:<5} {failed.device.uuid:<10} FAILED, not planned: "
-            f"{failed.reason}"
+            f"  {failed.device.type:<5} {printable(failed.device.uuid):<10} FAILED, not planned: "
+            f"{printable(failed.reason)}"
         )
     return 1 if discovery.failed else 0
 
@@ -152,14 +158,15 @@ def print_summary(summary: RunSummary) -> None:
     print(f"time     {data['wall_s']:.1f} s ({data['records_per_s']:,.0f} records/s)", file=out)
     for failure in data["failed_windows"]:
         print(
-            f"FAILED   device {failure['device']} {failure['start']} .. {failure['end']} "
-            f"after {failure['attempts']} attempts: {failure['reason']}",
+            f"FAILED   device {printable(failure['device'])} {failure['start']} .. "
+            f"{failure['end']} after {failure['attempts']} attempts: "
+            f"{printable(failure['reason'])}",
             file=out,
         )
     for failure in data["devices_failed"]:
         print(
-            f"FAILED   device {failure['device']} ({failure['type']}): its available dates "
-            f"could not be read, nothing fetched: {failure['reason']}",
+            f"FAILED   device {printable(failure['device'])} ({failure['type']}), nothing "
+            f"fetched: {printable(failure['reason'])}",
             file=out,
         )
     if data["failed_windows"] or data["devices_failed"]:

@@ -14,6 +14,7 @@ from harvester.cli.common import (
     add_common_options,
     add_shard_option,
     load_config,
+    printable,
     setup_logging,
 )
 from harvester.client import SensitClient
@@ -60,9 +61,12 @@ async def verify_command(config: HarvestConfig) -> int:
         compare, storage, discovery.availability, config.zone, config.since, config.until
     )
     for line in format_mismatches(report.mismatches):
-        print(line)
+        print(printable(line))
     for failed in discovery.failed:
-        print(f"UNVERIFIED {failed.device.type} {failed.device.uuid}: {failed.reason}")
+        print(
+            f"UNVERIFIED {failed.device.type} {printable(failed.device.uuid)}: "
+            f"{printable(failed.reason)}"
+        )
     problems = [f"{len(report.mismatches)} MISMATCHES"] if report.mismatches else []
     if discovery.failed:
         problems.append(f"{len(discovery.failed)} DEVICES UNVERIFIED")
@@ -106,11 +110,11 @@ def _status(args: argparse.Namespace) -> int:
     print(f"windows failed   {status['windows_failed']}")
     print(f"records stored   {status['records']:,}")
     if last_run is not None:
-        print(f"last run         {_describe_run(last_run)}")
+        print(f"last run         {printable(_describe_run(last_run))}")
     for failure in journal.failed():
         print(
-            f"FAILED           {failure.device_uuid} {failure.start.isoformat()} .. "
-            f"{failure.end.isoformat()}: {failure.reason}"
+            f"FAILED           {printable(failure.device_uuid)} {failure.start.isoformat()} .. "
+            f"{failure.end.isoformat()}: {printable(failure.reason)}"
         )
     return 0
 
