@@ -214,8 +214,9 @@ def sign_in_answer(body: bytes) -> tuple[str, str, str] | None:
 
 def sign_in_refusal(body: bytes, secrets: Iterable[str]) -> str | None:
     """Why a sign-in answer of the API's own shape (a JSON object with ``message`` or
-    ``user``) carries no token, or None for any other body or one that has a token. Some services answer refused
-    credentials with a 200 and a message: that is an authentication failure, not a wrong URL.
+    ``user``) carries no token; None for any other body, or one with a token. Some services
+    answer refused credentials with a 200 and a message: an authentication failure, not a
+    wrong URL.
     """
     try:
         answer = orjson.loads(body)

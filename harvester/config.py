@@ -78,6 +78,7 @@ class HarvestConfig:
     connect_timeout_s: float = 10.0
     read_timeout_s: float = 60.0
     max_response_mb: int = DEFAULT_MAX_RESPONSE_MB
+    window_429_budget_s: float = 90.0
     days_in_flight: int = 0
     ca_bundle: Path | None = None
     signin_path: str = "/users/signin"
@@ -268,6 +269,7 @@ _PARSERS: dict[str, Callable[[Any], Any]] = {
     "connect_timeout_s": _positive_float,
     "read_timeout_s": _positive_float,
     "max_response_mb": _positive_int,
+    "window_429_budget_s": _positive_float,
     "days_in_flight": _non_negative_int,
     "ca_bundle": _path,
     "signin_path": _path_template,

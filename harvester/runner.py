@@ -139,7 +139,9 @@ def client_settings(config: HarvestConfig) -> ClientSettings:
 
 
 def retry_policy(config: HarvestConfig) -> RetryPolicy:
-    return RetryPolicy(max_attempts=config.max_attempts)
+    return RetryPolicy(
+        max_attempts=config.max_attempts, window_429_budget_s=config.window_429_budget_s
+    )
 
 
 def select_devices(listed: Sequence[Device], config: HarvestConfig) -> list[Device]:

@@ -19,8 +19,6 @@ import pytest
 from aiohttp import web
 
 from harvester import runner
-from harvester.config import HarvestConfig
-from harvester.retry import RetryPolicy
 from harvester.simulator.app import build_app
 from harvester.simulator.options import SimulatorOptions
 from tests.support import plain_client
@@ -140,14 +138,10 @@ def test_one_window_refused_throughout_fails_alone_and_the_next_run_completes(
         gates.append(CountingGate(rps))
         return gates[-1]
 
-    def small_budget(config: HarvestConfig) -> RetryPolicy:
-        return RetryPolicy(max_attempts=config.max_attempts, window_429_budget_s=BUDGET_S)
-
     monkeypatch.setattr(runner, "RequestGate", counting_gate)
-    monkeypatch.setattr(runner, "retry_policy", small_budget)
     out = tmp_path / "out"
 
-    code, stdout, stderr = harvest(url, out)
+    code, stdout, stderr = harvest(url, out, "--window-429-budget-s", str(BUDGET_S))
     assert code == 1, stdout + stderr[-2000:]
     assert refuse.window is not None
     [(uuid, start, reason)] = FAILED.findall(stdout)

@@ -29,6 +29,7 @@ _CONFIG_FLAGS = (
     "connect_timeout_s",
     "read_timeout_s",
     "max_response_mb",
+    "window_429_budget_s",
     "ca_bundle",
 )
 
@@ -69,6 +70,10 @@ def add_run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--concurrency", help="requests in flight at once (16)")
     parser.add_argument("--rps", help="request rate ceiling per second (20)")
     parser.add_argument("--max-attempts", help="attempts per window before it is failed (8)")
+    parser.add_argument(
+        "--window-429-budget-s",
+        help="seconds one window's own 429s may hold it before it is failed (90)",
+    )
     add_shard_option(parser)
 
 
