@@ -141,7 +141,7 @@ def capture(args: argparse.Namespace) -> dict[str, Any]:
         storage = LocalStorage(out / "journal")
         journal = CheckpointJournal.open(storage, "capture", compact=False)
         async with SensitClient(client_settings(config)) as client:
-            availability = await discover(client, config, RequestGate(1e6))
+            availability = (await discover(client, config, RequestGate(1e6))).availability
             plan = make_plan(config, availability, journal, storage)
             index = []
             for number, job in enumerate(plan.jobs):

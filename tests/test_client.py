@@ -562,19 +562,35 @@ async def test_trickling_body_beyond_read_timeout_is_transport_error(serve: Serv
         b"<html>maintenance</html>",
         b'[{"uuid": "1", "type": "SPOD"}',
         b'{"devices": []}',
+    ],
+)
+async def test_malformed_device_list_is_shape_error(serve: Servers, body: bytes) -> None:
+    """A 200 device list that is not a JSON array (HTML, cut short, an object): ShapeError."""
+    api = FakeApi(overrides={"/clients/getDevicesFromDeviceTypeAndRole": respond(200, body)})
+    async with SensitClient(settings(await serve(api.app()))) as client:
+        with pytest.raises(ShapeError, match="device list"):
+            await client.list_devices()
+    assert client.stats.shape_errors == 1
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
         b'["1041"]',
         b'[{"type": "SPOD", "name": "no uuid"}]',
         b'[{"uuid": null, "type": "SPOD"}]',
         b'[{"uuid": "1041"}]',
     ],
 )
-async def test_malformed_device_list_is_shape_error(serve: Servers, body: bytes) -> None:
-    """A 200 device list that is not an array of objects with uuid and type: ShapeError."""
+async def test_unusable_device_entries_are_skipped_not_an_error(
+    serve: Servers, body: bytes
+) -> None:
+    """An array whose entries name no device we can ask for: no error, no device, nothing
+    counted as a shape error (one bad entry must not fail the whole list)."""
     api = FakeApi(overrides={"/clients/getDevicesFromDeviceTypeAndRole": respond(200, body)})
     async with SensitClient(settings(await serve(api.app()))) as client:
-        with pytest.raises(ShapeError, match="device list"):
-            await client.list_devices()
-    assert client.stats.shape_errors == 1
+        assert await client.list_devices() == []
+    assert client.stats.shape_errors == 0
 
 
 GOOD_DAY: dict[str, Any] = {
