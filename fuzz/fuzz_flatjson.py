@@ -81,7 +81,7 @@ def parent(args: argparse.Namespace) -> int:
             # The harness itself failed (a Python error): no point in starting it again.
             print(done.stderr[-4000:], file=sys.stderr)
             return 2
-        if done.returncode != 0 or report is None:
+        if done.returncode != 0 or report is None or not report["done"]:
             totals["crashes"] += 1
             body = current.read_bytes() if current.exists() else b""
             name = f"crash-{hashlib.sha1(body).hexdigest()[:12]}"
@@ -191,15 +191,19 @@ def child(args: argparse.Namespace) -> int:
             _keep(out / "findings", body, problem)
         elif coverage.is_new() and len(body) <= mutations.MAX_KEPT:
             corpus.append(body)
-    report = {
-        "seed": args.seed,
-        "executions": executions,
-        "mismatches": mismatches,
-        "corpus": len(corpus),
-        "edges": coverage.edges,
-    }
-    print(json.dumps(report), flush=True)
+        # The figures so far, for the parent to count should a sanitizer end this child.
+        if executions % 200 == 0:
+            _report(args.seed, executions, mismatches, len(corpus), coverage.edges)
+    _report(args.seed, executions, mismatches, len(corpus), coverage.edges, done=True)
     return 0
+
+
+def _report(
+    seed: int, executions: int, mismatches: int, corpus: int, edges: int, *, done: bool = False
+) -> None:
+    figures = {"seed": seed, "executions": executions, "mismatches": mismatches}
+    figures |= {"corpus": corpus, "edges": edges, "done": done}
+    print(json.dumps(figures), flush=True)
 
 
 def _remember(fd: int, body: bytes) -> None:

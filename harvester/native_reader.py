@@ -61,8 +61,8 @@ MAX_FIELDS: Final = 4096
 MAX_CELLS: Final = 4_000_000
 
 # A text (to its closing quote, or to the end without one), with the ':' making it a key; or
-# a bracket.
-_TOKEN: Final = re.compile(rb'"((?:[^"\\]|\\.)*)(?:"([ \t\n\r]*:)?)?|[\[\]{}]', re.DOTALL)
+# a bracket. The text's loop is unrolled: a run of plain bytes per step, not one byte.
+_TOKEN: Final = re.compile(rb'"([^"\\]*(?:\\.[^"\\]*)*)(?:"([ \t\n\r]*:)?)?|[\[\]{}]', re.DOTALL)
 
 
 def scan_shape(body: bytes, max_depth: int, max_names: int) -> tuple[int, int, int]:

@@ -416,10 +416,11 @@ def test_brackets_in_texts_do_not_count_as_nesting() -> None:
     assert table.column("t")[0].as_py() == '"[{' * 5000
 
 
-def test_a_body_nested_100000_deep_is_a_shape_error_not_a_crash() -> None:
-    """A records body of 100,000 '[' (or '{"a":' repeated) used to kill the process inside
-    pyarrow.json (SIGSEGV): each is now a ShapeError, small or large, and the process lives
-    (run in a child so that a crash is reported, not suffered)."""
+def test_bodies_that_crash_pyarrow_json_are_shape_errors_not_crashes() -> None:
+    """A records body of 100,000 '[' (or '{"a":' repeated), and a large body whose first
+    document is null (found by fuzz/), kill the process inside pyarrow.json (SIGSEGV): each
+    is a ShapeError, small or large, and the process lives (run in a child so that a crash
+    is reported, not suffered)."""
     script = """
 import sys
 from harvester.errors import ShapeError
@@ -430,6 +431,9 @@ bodies = [
     b'{"data":[{"_id":"a","date":"2024-01-01T00:00:00Z","v":' + b"[" * deep + b"]" * deep + b"}]}",
     b'{"data":[{"_id":"a","v":' + b'{"a":' * deep + b"1" + b"}" * deep + b"}]}",
     b"[" * 100,
+    b"null" + b" " * 20_000,
+    b" \\n null" + b" " * 20_000,
+    b'null{"data":[{]}' + b" " * 20_000,
 ]
 for body in bodies:
     for parse_it in (parse_window, decode_window):
