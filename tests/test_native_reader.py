@@ -23,25 +23,15 @@ from hypothesis import strategies as st
 from harvester import native_reader, parse
 from harvester.errors import ShapeError
 from harvester.native_reader import MAX_FIELDS, NATIVE, _flatjson, read_flat_records
+from tests.support.native import read_validated
 from tests.support.strategies import json_scalars
 
 needs_native = pytest.mark.skipif(not NATIVE, reason="built without a C compiler")
 
 
-def _read(body: bytes) -> pa.Table | None:
-    """``read_flat_records(body)`` with every array of the table it builds validated in full
-    (offsets, UTF-8, bitmaps, lengths) before anything else looks at it."""
-    table = read_flat_records(body)
-    if table is not None:
-        for column in table.columns:
-            for chunk in column.chunks:
-                chunk.validate(full=True)
-    return table
-
-
 def _assert_read_alike(body: bytes) -> pa.Table | None:
     """The native reader refuses ``body`` or reads it as the pyarrow.json path does."""
-    native = _read(body)
+    native = read_validated(body)
     try:
         expected = parse._parse_large(body)
     except ShapeError:
@@ -204,7 +194,7 @@ def test_broken_bodies_are_refused_or_read_alike_never_crash(data: st.DataObject
 def test_every_float_reads_back_bit_for_bit(value: float) -> None:
     """orjson's shortest text of any finite float reads back as that very float."""
     body = orjson.dumps({"data": [{"_id": "a", "date": "2024-01-01T00:00:00Z", "v": value}]})
-    table = _read(body)
+    table = read_validated(body)
     assert table is not None
     assert table.column("v").type == pa.float64()
     assert table.column("v")[0].as_py().hex() == value.hex()
@@ -218,7 +208,7 @@ def test_number_texts_read_as_correctly_rounded_doubles_or_are_refused(text: str
     """Any JSON number text is read as Python reads it (correctly rounded), as an int64 when
     it has neither fraction nor exponent, or refused (beyond int64, beyond a double)."""
     body = b'{"data":[{"_id":"a","date":"2024-01-01T00:00:00Z","v":' + text.encode() + b"}]}"
-    table = _read(body)
+    table = read_validated(body)
     is_int = not any(c in text for c in ".eE")
     if table is None:
         mantissa_nonzero = any(c in "123456789" for c in text.lower().split("e")[0])
@@ -268,7 +258,7 @@ def test_bodies_beyond_flat_records_are_refused(body: bytes) -> None:
     time-like texts beyond "date", dates not in the plain form or not on the calendar, other
     top-level fields, out-of-range numbers, trailing documents, empty records and invalid
     UTF-8 are left to pyarrow.json, which knows how to type or refuse them."""
-    assert _read(body) is None
+    assert read_validated(body) is None
 
 
 @needs_native
@@ -296,7 +286,7 @@ def test_a_window_is_typed_like_pyarrow_json() -> None:
 @needs_native
 def test_empty_data_is_a_table_of_no_rows() -> None:
     """An empty ``data`` list reads as the pyarrow.json path reads it: no rows, no fields."""
-    table = _read(b'{ "data" : [ ] }')
+    table = read_validated(b'{ "data" : [ ] }')
     assert table is not None
     assert table.num_rows == 0
     assert table.num_columns == 0
@@ -458,7 +448,7 @@ def test_the_most_fields_a_body_may_hold_is_read_one_more_is_a_shape_error(
     assert table is not None
     assert table.num_columns == MAX_FIELDS
     too_wide = _dumps([_wide_record(MAX_FIELDS - 1)])
-    assert _read(too_wide) is None
+    assert read_validated(too_wide) is None
     with pytest.raises(ShapeError, match=f"more than {MAX_FIELDS} distinct field names"):
         parse.parse_window(too_wide)
     monkeypatch.setattr(native_reader, "_flatjson", None)

@@ -22,9 +22,16 @@ from harvester.parse import (
     parse_window,
     type_windows,
 )
+from tests.support.native import read_validated
 from tests.support.strategies import json_scalars
 
 UTC_MS = pa.timestamp("ms", tz="UTC")
+
+
+@pytest.fixture(autouse=True)
+def _native_tables_validated(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every table the native reader builds in these tests is validated in full first."""
+    monkeypatch.setattr(parse, "read_flat_records", read_validated)
 
 
 def _record(i: int, **fields: object) -> dict[str, object]:
