@@ -24,6 +24,7 @@ call, in the day writer's thread.
 
 from __future__ import annotations
 
+import datetime as dt
 import functools
 import json
 import re
@@ -222,6 +223,10 @@ def _records_of(document: object) -> list[dict[str, Any]]:
         raise MalformedReplyError(f"'data' is a JSON {type(records).__name__}, not a list")
     if not all(isinstance(record, dict) for record in records):
         raise MalformedReplyError("an element of 'data' is not an object")
+    # An ObjectId is a text: a number among texts would be stored as its digits, and one
+    # record's `5` and another's `"5"` would then pass for one record.
+    if any(not isinstance(record.get(ID_FIELD, ""), str | None) for record in records):
+        raise MalformedReplyError(f"a record's '{ID_FIELD}' is not a text")
     return records
 
 
@@ -398,17 +403,40 @@ def _storable_schema(schema: pa.Schema) -> tuple[pa.Schema, tuple[int, ...]]:
 
 
 def _parse_dates(column: pa.ChunkedArray) -> pa.ChunkedArray:
-    """ISO-8601 texts → ``timestamp[ms, UTC]``; texts without a zone offset are read as UTC."""
+    """ISO-8601 texts → ``timestamp[ms, UTC]``; texts without a zone offset are read as UTC,
+    digits beyond the millisecond are dropped.
+
+    Arrow's casts read a column of one style; a column mixing styles (zoned and unzoned) or
+    finer than the millisecond is read value by value.
+    """
     try:
         return column.cast(TIMESTAMP, safe=False)
     except pa.ArrowInvalid:
         pass
     try:
         return column.cast(pa.timestamp("ms"), safe=False).cast(TIMESTAMP)
-    except pa.ArrowInvalid as exc:
+    except pa.ArrowInvalid:
+        pass
+    millis = [_iso_millis(text) for text in column.to_pylist()]
+    return pa.chunked_array([pa.array(millis, pa.int64()).cast(TIMESTAMP)])
+
+
+_EPOCH: Final = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+_MILLISECOND: Final = dt.timedelta(milliseconds=1)
+
+
+def _iso_millis(text: str) -> int:
+    """Milliseconds since the epoch of one ISO-8601 date and time, UTC where unzoned."""
+    try:
+        moment = dt.datetime.fromisoformat(text)
+    except ValueError:
         raise MalformedReplyError(
-            f"'{DATE_FIELD}' holds a value that is not an ISO-8601 time: {exc}"
+            f"'{DATE_FIELD}' holds a value that is not an ISO-8601 time: {text[:40]!r}"
         ) from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=dt.UTC)
+    # Floor division truncates to the millisecond as Arrow's unsafe cast does.
+    return (moment - _EPOCH) // _MILLISECOND
 
 
 def _storable(t: pa.DataType) -> pa.DataType:

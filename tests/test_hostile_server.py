@@ -87,7 +87,6 @@ class Case:
     check: Callable[[dict[str, Any]], None] | None = None
     max_hits: int = 2
     warns: str = ""
-    xfail: str = ""
     subprocess: bool = False
 
 
@@ -303,19 +302,6 @@ ABSOLUTE = "/tmp/sensit-hostile-absolute/escape"
 
 # -- the table ----------------------------------------------------------------------------------
 
-MIXED_DATES = (
-    "not in issue 11's list: a date column mixing zoned and unzoned texts fails "
-    "both casts in parse._parse_dates"
-)
-MICROSECONDS = (
-    "not in issue 11's list: parse._parse_dates cannot cast a text with "
-    "microseconds to timestamp[ms] (the window fails)"
-)
-NUMERIC_ID = (
-    "not in issue 11's list: one numeric '_id' among texts is stored as its text "
-    "(exit 0), while a window of numeric '_id's only is a ShapeError"
-)
-
 CASES: list[Case] = [
     # -- the records envelope and record shapes: an error for the window, never "no data" --
     Case("envelope-string", "the body is a JSON string, not an object: the window fails",
@@ -340,7 +326,7 @@ CASES: list[Case] = [
          without("date"), 1, "window"),
     Case("record-id-number", "an '_id' that is a number (judgement: the ObjectId is a text; "
          "a number is a shape error): the window fails",
-         odd_value("_id", 123456789), 1, "window", xfail=NUMERIC_ID),
+         odd_value("_id", 123456789), 1, "window"),
     Case("record-repeated", "one record twice in the same answer: stored once",
          records(lambda rows: {"data": [*rows, dict(_odd(rows))]}), 0, "exact"),
     Case("record-duplicate-keys", "a key twice in one record: the last one wins, as in the "
@@ -356,13 +342,12 @@ CASES: list[Case] = [
          dated(lambda t: t.strftime("%Y-%m-%dT%H:%M:%SZ")), 0, "exact"),
     Case("date-microseconds", "dates to the microsecond are stored to the millisecond "
          "(timestamp[ms]): the digits beyond are truncated",
-         dated(lambda t: t.strftime("%Y-%m-%dT%H:%M:%S.000123Z")), 0, "exact",
-         xfail=MICROSECONDS),
+         dated(lambda t: t.strftime("%Y-%m-%dT%H:%M:%S.000123Z")), 0, "exact"),
     Case("date-space", "dates with a space for 'T' ('2024-01-01 11:00:00.000')",
          dated(lambda t: t.strftime("%Y-%m-%d %H:%M:%S.000")), 0, "exact"),
     Case("date-mixed-styles", "one answer mixing 'Z', no zone, an offset and a space "
          "separator (each a valid ISO-8601 time): every record stored at its instant",
-         records(_mixed_dates), 0, "exact", xfail=MIXED_DATES),
+         records(_mixed_dates), 0, "exact"),
     Case("date-epoch-number", "dates as epoch milliseconds (a number; seconds or "
          "milliseconds is a guess): the window fails",
          dated(lambda t: int(t.timestamp() * 1000)), 1, "window"),
@@ -508,9 +493,7 @@ def _params(subprocess: bool) -> Iterator[Any]:
     for case in CASES:
         if case.subprocess != subprocess:
             continue
-        marks = [pytest.mark.xfail(strict=True, reason=case.xfail)] if case.xfail else []
-        if subprocess:
-            marks.append(pytest.mark.slow)
+        marks = [pytest.mark.slow] if subprocess else []
         yield pytest.param(case, id=case.id, marks=marks)
 
 

@@ -91,6 +91,25 @@ def test_date_with_offset_is_converted_to_utc() -> None:
     assert table.column("date")[0].as_py() == dt.datetime(2024, 2, 5, 22, 0, 1, tzinfo=dt.UTC)
 
 
+def test_dates_finer_than_ms_or_of_mixed_styles_are_each_read_at_their_instant() -> None:
+    """Microseconds are truncated to the millisecond, and one window may mix `Z`, no zone,
+    an offset and a space separator: every record keeps its own instant."""
+    table = parse_window(
+        b'{"data":[{"_id":"a","date":"2024-02-05T22:00:01.250999Z"},'
+        b'{"_id":"b","date":"2024-02-05T22:00:02"},'
+        b'{"_id":"c","date":"2024-02-05T23:00:03.5+01:00"},'
+        b'{"_id":"d","date":"2024-02-05 22:00:04.000"}]}'
+    )
+    start = dt.datetime(2024, 2, 5, 22, 0, tzinfo=dt.UTC)
+    assert table.schema.field("date").type == UTC_MS
+    assert table.column("date").to_pylist() == [
+        start + dt.timedelta(seconds=1.25),
+        start + dt.timedelta(seconds=2),
+        start + dt.timedelta(seconds=3.5),
+        start + dt.timedelta(seconds=4),
+    ]
+
+
 def test_empty_data_is_a_zero_row_table() -> None:
     """`{"data": []}` is a valid window without records."""
     assert parse_window(b'{"data": []}').num_rows == 0
@@ -221,6 +240,17 @@ def test_integers_past_2_to_53_beside_floats_become_the_nearest_float() -> None:
         pytest.param(b'{"data":[{"_id":"a"}]}', id="no-date"),
         pytest.param(b'{"data":[{"_id":"a","date":"yesterday"}]}', id="bad-date"),
         pytest.param(b'{"data":[{"_id":"a","date":null}]}', id="null-date"),
+        pytest.param(b'{"data":[{"_id":5,"date":"2024-02-05T22:00:00Z"}]}', id="numeric-id"),
+        pytest.param(
+            b'{"data":[{"_id":"a","date":"2024-02-05T22:00:00Z"},'
+            b'{"_id":5,"date":"2024-02-05T22:00:01Z"}]}',
+            id="numeric-id-among-texts",
+        ),
+        pytest.param(
+            b'{"data":[{"_id":"a","date":"2024-02-05T22:00:00Z"},'
+            b'{"_id":"b","date":"2024-02-05 nonsense"}]}',
+            id="bad-date-among-styles",
+        ),
     ],
 )
 def test_bodies_not_of_the_documented_shape_raise_shape_error(body: bytes) -> None:
