@@ -9,7 +9,7 @@ install: $(STAMP)
 
 # Re-install only when the project metadata or the C extension changed: quick and idempotent
 # otherwise.
-$(STAMP): pyproject.toml setup.py harvester/_flatjson.c harvester/_flatjson_values.h harvester/_flatjson_shape.h
+$(STAMP): pyproject.toml setup.py harvester/records/_flatjson.c harvester/records/_flatjson_values.h harvester/records/_flatjson_shape.h
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[dev]'

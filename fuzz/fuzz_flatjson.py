@@ -1,4 +1,4 @@
-"""Coverage-guided differential fuzzer of the native reader (``harvester/_flatjson.c``).
+"""Coverage-guided differential fuzzer of the native reader (``harvester/records/_flatjson.c``).
 
 Run by ``make fuzz`` (10 minutes) and ``make fuzz-smoke`` (25 s, in CI) after
 ``fuzz/build_sanitized.sh`` has built the reader under AddressSanitizer and UBSan with gcc's
@@ -111,13 +111,13 @@ def _last_json(stdout: str) -> dict[str, Any] | None:
 
 
 def load_sanitized(build: Path) -> ModuleType:
-    """The sanitized build as ``harvester._flatjson``, before anything imports the other."""
+    """The sanitized build as ``harvester.records._flatjson``, before anything imports the other."""
     path = build / f"_flatjson{sysconfig.get_config_var('EXT_SUFFIX')}"
-    spec = importlib.util.spec_from_file_location("harvester._flatjson", path)
+    spec = importlib.util.spec_from_file_location("harvester.records._flatjson", path)
     if spec is None or spec.loader is None:
         raise SystemExit(f"no sanitized build at {path}: run fuzz/build_sanitized.sh")
     module = importlib.util.module_from_spec(spec)
-    sys.modules["harvester._flatjson"] = module
+    sys.modules["harvester.records._flatjson"] = module
     spec.loader.exec_module(module)
     return module
 
@@ -158,8 +158,8 @@ class Coverage:
 def child(args: argparse.Namespace) -> int:
     module = load_sanitized(Path(args.build))
     from fuzz import mutations
-    from harvester import native_reader, parse
     from harvester.errors import ShapeError
+    from harvester.records import native_reader, parse
 
     if getattr(native_reader, "_flatjson", None) is not module:
         raise SystemExit("the installed reader was imported before the sanitized one")

@@ -21,7 +21,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from harvester.errors import ConfigError
 from harvester.models import DEVICE_TYPES
-from harvester.shards import Shard, parse_shard
+from harvester.plan.shards import Shard, parse_shard
 
 DEFAULT_BASE_URL = "https://api.sensitconnect.net"
 ENV_PREFIX = "SENSIT_"

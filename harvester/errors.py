@@ -79,7 +79,7 @@ class MalformedReplyError(ShapeError):
     """A complete, valid JSON document of the wrong shape (not a list, a bad entry).
 
     Unlike a body cut off mid-way, this is what the server means to answer: asked again it
-    answers the same. It is retried once only (``harvester.retrying``), in case it was a
+    answers the same. It is retried once only (``harvester.fetch.retrying``), in case it was a
     one-off glitch, such as a proxy's JSON error page served with a 200.
     """
 

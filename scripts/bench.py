@@ -211,8 +211,8 @@ def scenario_memory(sizes: Sizes, rounds: int, work: Path) -> dict[str, list[dic
 
 def scenario_checkpoint(sizes: Sizes, rounds: int, work: Path) -> dict[str, list[dict[str, Any]]]:
     """6. Open a checkpoint of N finished windows (snapshot); the cost of recording one."""
-    from harvester.checkpoint import CheckpointJournal
-    from harvester.storage import LocalStorage
+    from harvester.archive.checkpoint.journal import CheckpointJournal
+    from harvester.archive.storage import LocalStorage
 
     count = sizes.checkpoint_windows
     entries = bench_checkpoint.windows(count, max(1, count // 1000))

@@ -22,9 +22,9 @@ from pathlib import Path
 
 import structlog
 
-from harvester.checkpoint import CheckpointJournal
+from harvester.archive.checkpoint.journal import CheckpointJournal
+from harvester.archive.storage import LocalStorage
 from harvester.models import WINDOW, FinishedWindow
-from harvester.storage import LocalStorage
 
 DAY0 = dt.datetime(2022, 1, 1, tzinfo=dt.UTC)
 

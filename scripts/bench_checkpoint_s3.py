@@ -23,9 +23,9 @@ import structlog
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from harvester.checkpoint import CheckpointJournal
-from harvester.objectstore import open_location
-from harvester.storage import LocalStorage, Storage
+from harvester.archive.checkpoint.journal import CheckpointJournal
+from harvester.archive.objectstore import open_location
+from harvester.archive.storage import LocalStorage, Storage
 from scripts.bench_checkpoint import windows
 from tests.support.s3server import TEST_ENV, moto_server, new_bucket
 

@@ -9,7 +9,7 @@
 ``bench.py`` runs each job in its own process so that CPU time and peak RSS belong to that
 job alone (the simulator runs in yet another process). CPU time is the process's user+system
 time of every thread, measured around the work only: imports and reading bodies from disk are
-not counted. ``harvest`` runs the real back-fill (``harvester.runner.run_harvest``, the code
+not counted. ``harvest`` runs the real back-fill (``harvester.harvest.run_harvest``, the code
 path of ``harvester run``) with an optional probe of the event loop's scheduling delay.
 """
 
@@ -84,8 +84,8 @@ def harvest(args: argparse.Namespace) -> dict[str, Any]:
     from harvester.entry import tune_process
 
     tune_process()
+    from harvester.harvest import run_harvest
     from harvester.logging import configure_logging
-    from harvester.runner import run_harvest
 
     configure_logging("json", -1)
     config = _config(args)
@@ -125,12 +125,12 @@ def harvest(args: argparse.Namespace) -> dict[str, Any]:
 
 def capture(args: argparse.Namespace) -> dict[str, Any]:
     """The response bodies of the windows a run would fetch, saved as ``<n>.json`` files."""
-    from harvester.checkpoint import CheckpointJournal
-    from harvester.client import SensitClient
+    from harvester.api.client import SensitClient
+    from harvester.archive.checkpoint.journal import CheckpointJournal
+    from harvester.archive.storage import LocalStorage
+    from harvester.fetch.pool import RequestGate
+    from harvester.harvest import client_settings, discover, make_plan
     from harvester.logging import configure_logging
-    from harvester.pool import RequestGate
-    from harvester.runner import client_settings, discover, make_plan
-    from harvester.storage import LocalStorage
 
     configure_logging("json", -1)
     config = _config(args)
@@ -165,9 +165,9 @@ def floor(args: argparse.Namespace, *, native: bool = False) -> dict[str, Any]:
 
     No HTTP, no asyncio, no schema bookkeeping, no checkpoint: the least CPU the job can take
     with these libraries. The parser is pyarrow.json, or with ``native`` the harvester's own
-    C reader (``harvester.native_reader``, pyarrow.json where it refuses a body) and the
+    C reader (``harvester.records.native_reader``, pyarrow.json where it refuses a body) and the
     harvester's Parquet options (no dictionary for ``_id`` and ``date``), so that harvester ÷
-    native floor is only our own overhead; the rest is independent of ``harvester.parse`` and
+    native floor is only our own overhead; the rest is independent of ``records.parse`` and
     ``sink`` on purpose.
     """
     import itertools
@@ -177,7 +177,7 @@ def floor(args: argparse.Namespace, *, native: bool = False) -> dict[str, Any]:
     import pyarrow.json as pa_json
     import pyarrow.parquet as pq
 
-    from harvester.native_reader import read_flat_records
+    from harvester.records.native_reader import read_flat_records
 
     bodies = _bodies(Path(args.bodies))
     out = Path(args.out)

@@ -27,10 +27,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import structlog
 
+from harvester.archive.sink import ParquetSink, SchemaRegistry, WindowRows, day_file_key
+from harvester.archive.storage import LocalStorage
 from harvester.models import Device
-from harvester.parse import parse_window
-from harvester.sink import ParquetSink, SchemaRegistry, WindowRows, day_file_key
-from harvester.storage import LocalStorage
+from harvester.records.parse import parse_window
 
 RECORDS_PER_WINDOW = 7200
 WINDOWS_PER_DAY = 12

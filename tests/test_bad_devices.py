@@ -10,9 +10,9 @@ import pyarrow.dataset as pds
 import pytest
 
 from harvester.errors import MalformedReplyError, ShapeError
-from harvester.parse import decode_window, parse_window
-from harvester.retry import RetryPolicy
-from harvester.retrying import with_retries
+from harvester.fetch.backoff import RetryPolicy
+from harvester.fetch.retrying import with_retries
+from harvester.records.parse import decode_window, parse_window
 from tests.support.inproc import harvest
 from tests.support.rewriting import BROKEN, RENAMED, RewritingServer, expected_ids
 

@@ -17,11 +17,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from structlog.testing import capture_logs
 
-from harvester import checkpoint_format as fmt
-from harvester.checkpoint import CHECKPOINT_PREFIX, CheckpointJournal, DayProgress
+from harvester.archive.checkpoint import format as fmt
+from harvester.archive.checkpoint.journal import CHECKPOINT_PREFIX, CheckpointJournal, DayProgress
+from harvester.archive.storage import LocalStorage
 from harvester.errors import IncompatibleCheckpointError, StorageError
 from harvester.models import WINDOW, DeviceType, FailedWindow, FinishedWindow
-from harvester.storage import LocalStorage
 
 DAY = dt.date(2024, 3, 10)
 TYPES: dict[str, DeviceType] = {"dev-a": "SPOD", "dev-b": "RAMP", "dev-c": "FMD"}

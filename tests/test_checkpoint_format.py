@@ -9,7 +9,7 @@ import pyarrow as pa
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from harvester import checkpoint_format as fmt
+from harvester.archive.checkpoint import format as fmt
 from harvester.models import DEVICE_TYPES, FailedWindow, FinishedWindow
 
 BASE = dt.datetime(2024, 1, 1, tzinfo=dt.UTC)

@@ -23,7 +23,7 @@ from aiohttp import web
 from structlog.testing import capture_logs
 
 from harvester import __version__
-from harvester.client import ClientSettings, SensitClient
+from harvester.api.client import ClientSettings, SensitClient
 from harvester.config import resolve_config
 from harvester.errors import (
     AuthError,
@@ -36,8 +36,8 @@ from harvester.errors import (
     ShapeError,
     TransportError,
 )
+from harvester.harvest import client_settings
 from harvester.models import DayAvailability, Device
-from harvester.runner import client_settings
 
 EMAIL = "ops@example.com"
 PASSWORD = "pa55-Wörd-never-shown"

@@ -1,4 +1,4 @@
-"""Tests of harvester.client_replies: replies and exceptions → models or HarvesterErrors,
+"""Tests of harvester.api.replies: replies and exceptions → models or HarvesterErrors,
 without a session."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import orjson
 import pytest
 from structlog.testing import capture_logs
 
-from harvester.client_replies import (
+from harvester.api.replies import (
     Reply,
     available_days,
     device_list,

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from harvester import crashpoints
+from harvester.archive.storage import LocalStorage
 from harvester.errors import StorageError
-from harvester.storage import LocalStorage
 
 
 @pytest.fixture(autouse=True)

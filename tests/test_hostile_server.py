@@ -31,7 +31,7 @@ from typing import Any
 
 import pytest
 
-from harvester.retry import RetryPolicy
+from harvester.fetch.backoff import RetryPolicy
 from harvester.simulator.options import SimulatorOptions
 from tests.support.hostile import (
     Archive,

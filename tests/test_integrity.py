@@ -14,10 +14,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from harvester.integrity import damaged_days, file_problem, trusting_only_intact
-from harvester.keys import day_file_key
+from harvester.archive.integrity import damaged_days, file_problem, trusting_only_intact
+from harvester.archive.layout import day_file_key
+from harvester.archive.storage import LocalStorage
 from harvester.models import DayAvailability, Device, FinishedWindow
-from harvester.storage import LocalStorage
 from tests.support.crash_harness import EMAIL, PASSWORD, archive_problems
 from tests.support.inproc import harvest, record_requests
 from tests.support.plain_client import collect_all

@@ -12,9 +12,8 @@ import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from harvester import readers
-from harvester.errors import StorageError
-from harvester.keys import (
+from harvester.archive import readers
+from harvester.archive.layout import (
     MAX_VALUE_BYTES,
     checked_key,
     checked_prefix,
@@ -24,12 +23,13 @@ from harvester.keys import (
     parse_day_key,
     unusable_uuid,
 )
+from harvester.archive.sink import ParquetSink, SchemaRegistry, WindowRows
+from harvester.archive.storage import LocalStorage, is_temporary
+from harvester.errors import StorageError
+from harvester.inspect.report import stored_rows
+from harvester.inspect.verify import day_files
 from harvester.models import Device
-from harvester.parse import parse_window
-from harvester.report import stored_rows
-from harvester.sink import ParquetSink, SchemaRegistry, WindowRows
-from harvester.storage import LocalStorage, is_temporary
-from harvester.verify import day_files
+from harvester.records.parse import parse_window
 
 DAY = dt.date(2024, 2, 5)
 MIDNIGHT = dt.datetime(2024, 2, 5, tzinfo=dt.UTC)
@@ -170,7 +170,7 @@ def _write_hostile_archive(root: Path) -> dict[str, int]:
 
 def test_hostile_uuids_stay_inside_the_archive_and_read_back_raw(tmp_path: Path) -> None:
     """Day files of hostile uuids land under OUT only, and pyarrow.dataset with hive
-    partitioning (and harvester.readers) give every uuid back exactly as the server sent it."""
+    partitioning (and archive.readers) give every uuid back exactly as the server sent it."""
     # Deep enough that a uuid climbing five folders up would still land inside tmp_path.
     out = tmp_path.joinpath(*"abcdefg", "out")
     rows = _write_hostile_archive(out)

@@ -1,4 +1,4 @@
-"""Tests of harvester.native_reader: the C reader of flat records bodies.
+"""Tests of harvester.records.native_reader: the C reader of flat records bodies.
 
 The claim under test: wherever the native reader accepts a body, the table is the one the
 pyarrow.json path gives; wherever that path refuses a body, so does the native reader; and no
@@ -20,9 +20,9 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from harvester import native_reader, parse
 from harvester.errors import ShapeError
-from harvester.native_reader import MAX_FIELDS, NATIVE, _flatjson, read_flat_records
+from harvester.records import native_reader, parse
+from harvester.records.native_reader import MAX_FIELDS, NATIVE, _flatjson, read_flat_records
 from tests.support.native import read_validated
 from tests.support.strategies import json_scalars
 
@@ -401,7 +401,7 @@ def test_memory_follows_the_records_read_not_the_braces_in_texts() -> None:
 import resource
 from harvester.entry import tune_process
 tune_process()
-from harvester.native_reader import read_flat_records
+from harvester.records.native_reader import read_flat_records
 from tests.test_native_reader import _BRACES_BODY
 plain = _BRACES_BODY.replace(b"{" * 500_000, b"x" * 500_000)
 for body in (plain, plain, None, _BRACES_BODY, _BRACES_BODY):

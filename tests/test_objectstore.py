@@ -22,11 +22,17 @@ import pyarrow.fs as pafs
 import pytest
 import structlog.testing
 
+from harvester.archive.layout import day_file_key, parse_day_key
+from harvester.archive.objectstore import (
+    ObjectStorage,
+    explain,
+    local_path,
+    open_location,
+    public_uri,
+)
+from harvester.archive.storage import LocalStorage
 from harvester.cli import main
 from harvester.errors import LockedError, StorageError
-from harvester.keys import day_file_key, parse_day_key
-from harvester.objectstore import ObjectStorage, explain, local_path, open_location, public_uri
-from harvester.storage import LocalStorage
 from tests.support.inproc import assert_same_records, record_requests
 from tests.support.plain_client import collect_all
 from tests.support.rewriting import RENAMED, RewritingServer, expected_ids

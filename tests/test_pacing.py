@@ -13,8 +13,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from harvester.errors import ConfigError
-from harvester.pacing import JUDGE_MEMORY, AdaptiveRate, RateLimitJudge, RatePacer
-from harvester.retry import RetryPolicy
+from harvester.fetch.backoff import RetryPolicy
+from harvester.fetch.pacing import JUDGE_MEMORY, AdaptiveRate, RateLimitJudge, RatePacer
 
 EPS = 1e-9
 

@@ -1,4 +1,4 @@
-"""Tests of harvester.parse: response bodies → Arrow tables."""
+"""Tests of harvester.records.parse: response bodies → Arrow tables."""
 
 from __future__ import annotations
 
@@ -12,10 +12,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from harvester import native_reader, parse
 from harvester.errors import ShapeError
-from harvester.native_reader import MAX_DEPTH, NATIVE
-from harvester.parse import (
+from harvester.records import native_reader, parse
+from harvester.records.native_reader import MAX_DEPTH, NATIVE
+from harvester.records.parse import (
     SMALL_BODY_MAX_BYTES,
     build_array,
     decode_window,
@@ -282,7 +282,7 @@ def test_a_large_body_that_is_not_utf8_raises_shape_error(field: bytes) -> None:
 
 
 def test_build_array_types_follow_the_schema_rules() -> None:
-    """The fallback builder types columns as harvester.schema would unify them."""
+    """The fallback builder types columns as harvester.records.schema would unify them."""
     assert build_array([1, None, 2]).type == pa.int64()
     assert build_array([1, 2.5]).type == pa.float64()
     assert build_array([True, None]).type == pa.bool_()
@@ -461,7 +461,7 @@ def test_bodies_that_crash_pyarrow_json_are_shape_errors_not_crashes() -> None:
     script = """
 import sys
 from harvester.errors import ShapeError
-from harvester.parse import decode_window, parse_window
+from harvester.records.parse import decode_window, parse_window
 deep = 100_000
 bodies = [
     b'{"data":[' + b"[" * deep,

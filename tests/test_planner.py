@@ -14,8 +14,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from harvester.models import DayAvailability, Device, FinishedWindow, WindowJob
-from harvester.planner import Plan, estimate_seconds, plan_windows
-from harvester.windows import day_bounds, grid_slots, local_days_to_utc
+from harvester.plan.planner import Plan, estimate_seconds, plan_windows
+from harvester.plan.windows import day_bounds, grid_slots, local_days_to_utc
 
 UTC = dt.UTC
 SPOD = Device(uuid="1041", type="SPOD", name="METEC 1041")

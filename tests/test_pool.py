@@ -12,13 +12,13 @@ from pathlib import Path
 import orjson
 import pytest
 
-from harvester.checkpoint import CheckpointJournal
+from harvester.archive.checkpoint.journal import CheckpointJournal
+from harvester.archive.sink import ParquetSink, SchemaRegistry
+from harvester.archive.storage import LocalStorage
 from harvester.errors import RateLimitedError
+from harvester.fetch.backoff import OwnRateLimitedError, RetryPolicy
+from harvester.fetch.pool import RequestGate, WindowPool
 from harvester.models import Device, WindowJob
-from harvester.pool import RequestGate, WindowPool
-from harvester.retry import OwnRateLimitedError, RetryPolicy
-from harvester.sink import ParquetSink, SchemaRegistry
-from harvester.storage import LocalStorage
 from tests.support.counting_gate import CountingGate
 
 

@@ -13,13 +13,13 @@ from typing import Any
 
 import pytest
 
-from harvester import pool as pool_module
-from harvester.checkpoint import CheckpointJournal
+from harvester.archive.checkpoint.journal import CheckpointJournal
+from harvester.archive.sink import DayWriteResult, WindowRows
+from harvester.archive.storage import LocalStorage
 from harvester.errors import InternalError, StorageError
+from harvester.fetch import pool as pool_module
+from harvester.fetch.pool import PoolStats
 from harvester.models import Device, WindowJob
-from harvester.pool import PoolStats
-from harvester.sink import DayWriteResult, WindowRows
-from harvester.storage import LocalStorage
 from tests.test_pool import _jobs, _PoolUnderTest, _Server
 
 #: Generous: a pool that hangs fails the test instead of the whole suite's timeout.

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from harvester.cli.progress import RunProgress, eta_s
-from harvester.pool import PoolStats
+from harvester.fetch.pool import PoolStats
 
 
 def test_the_windows_left_go_at_the_pace_seen_so_far() -> None:

@@ -25,12 +25,12 @@ import pyarrow.parquet as pq
 import pytest
 import structlog
 
-from harvester import readers
+from harvester.archive import readers
+from harvester.archive.sink import ParquetSink, SchemaRegistry, WindowRows
+from harvester.archive.storage import LocalStorage
 from harvester.cli import main
 from harvester.models import Device
-from harvester.parse import parse_window
-from harvester.sink import ParquetSink, SchemaRegistry, WindowRows
-from harvester.storage import LocalStorage
+from harvester.records.parse import parse_window
 from tests.support.plain_client import collect_all, list_devices, sign_in
 from tests.support.simproc import SimulatorProcess
 
@@ -150,7 +150,7 @@ def test_pyarrow_whole_archive_with_the_recorded_schema(archive: Archive) -> Non
 
 
 def test_readers_dataset_helper_per_type_and_whole(archive: Archive) -> None:
-    """harvester.readers.dataset returns the same rows as the explicit calls."""
+    """harvester.archive.readers.dataset returns the same rows as the explicit calls."""
     whole = readers.dataset(archive.out).to_table()
     assert whole.num_rows == len(archive.records)
     ramp = readers.dataset(archive.out, "RAMP").to_table()

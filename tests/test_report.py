@@ -15,12 +15,12 @@ from pathlib import Path
 import pytest
 import structlog
 
-from harvester.checkpoint import CheckpointJournal
-from harvester.checkpoint_state import DayProgress
+from harvester.archive.checkpoint.journal import CheckpointJournal
+from harvester.archive.checkpoint.state import DayProgress
+from harvester.archive.storage import LocalStorage
 from harvester.cli import main
 from harvester.errors import ConfigError
-from harvester.models import Device
-from harvester.report import (
+from harvester.inspect.report import (
     CellState,
     Coverage,
     DayCell,
@@ -30,9 +30,9 @@ from harvester.report import (
     classify,
     periods,
 )
-from harvester.report_html import render_html
-from harvester.report_png import write_png
-from harvester.storage import LocalStorage
+from harvester.inspect.report_html import render_html
+from harvester.inspect.report_png import write_png
+from harvester.models import Device
 from tests.support.simproc import SimulatorProcess
 
 D1 = dt.date(2024, 3, 1)

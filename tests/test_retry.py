@@ -17,7 +17,12 @@ from harvester.errors import (
     ShapeError,
     TransportError,
 )
-from harvester.retry import FIRST_429_SHARE, RETRY_AFTER_SPREAD, OwnRateLimitedError, RetryPolicy
+from harvester.fetch.backoff import (
+    FIRST_429_SHARE,
+    RETRY_AFTER_SPREAD,
+    OwnRateLimitedError,
+    RetryPolicy,
+)
 
 rands = st.floats(min_value=0.0, max_value=1.0, exclude_max=True)
 policies = st.builds(

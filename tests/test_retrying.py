@@ -17,8 +17,8 @@ from harvester.errors import (
     ShapeError,
     TransportError,
 )
-from harvester.retry import OwnRateLimitedError, RetryPolicy
-from harvester.retrying import with_retries
+from harvester.fetch.backoff import OwnRateLimitedError, RetryPolicy
+from harvester.fetch.retrying import with_retries
 from tests.support.counting_gate import CountingGate
 
 

@@ -1,4 +1,4 @@
-"""Tests of harvester.schema: unify is a lattice join, conform keeps every value."""
+"""Tests of harvester.records.schema: unify is a lattice join, conform keeps every value."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from harvester.schema import TIMESTAMP, conform, unify, unify_types
+from harvester.records.schema import TIMESTAMP, conform, unify, unify_types
 
 NAMES = ["a", "b", "c", "d"]
 SCALARS = [pa.null(), pa.bool_(), pa.int64(), pa.float64(), pa.string(), TIMESTAMP]

@@ -14,14 +14,15 @@ import orjson
 import pyarrow.dataset as ds
 import pytest
 
-from harvester import checkpoint
-from harvester.availability import read_availability
+from harvester.archive.availability import read_availability
+from harvester.archive.checkpoint import journal as checkpoint
+from harvester.archive.storage import LocalStorage
 from harvester.cli import main
 from harvester.config import resolve_config
 from harvester.errors import ConfigError
+from harvester.inspect.report import read_devices
 from harvester.models import Device
-from harvester.report import read_devices
-from harvester.shards import (
+from harvester.plan.shards import (
     CHECKPOINT_PREFIX,
     Shard,
     checkpoint_prefix,
@@ -31,7 +32,6 @@ from harvester.shards import (
     parse_shard,
     shard_of,
 )
-from harvester.storage import LocalStorage
 from tests.support.inproc import assert_same_records
 from tests.support.plain_client import collect_all
 from tests.support.simproc import SimFactory
@@ -63,7 +63,7 @@ def test_every_device_in_exactly_one_shard_and_balanced() -> None:
 def test_split_is_the_same_in_every_process() -> None:
     """The hash is stable across processes (Python's own str hash is salted per process)."""
     script = (
-        "from harvester.shards import shard_of; "
+        "from harvester.plan.shards import shard_of; "
         "print([shard_of(f'{n:04d}', 5) for n in range(200)])"
     )
     env = {**os.environ, "PYTHONHASHSEED": "12345"}

@@ -1,4 +1,4 @@
-"""Tests of harvester.sink: device-day Parquet files, the schema registry, align_files."""
+"""Tests of harvester.archive.sink: device-day Parquet files, the schema registry, align_files."""
 
 from __future__ import annotations
 
@@ -18,18 +18,18 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from structlog.testing import capture_logs
 
-from harvester.keys import day_file_key
-from harvester.models import Device
-from harvester.parse import decode_window, parse_window, type_windows
-from harvester.schema import TIMESTAMP
-from harvester.sink import (
+from harvester.archive.layout import day_file_key
+from harvester.archive.sink import (
     DayWriteResult,
     ParquetSink,
     SchemaRegistry,
     WindowRows,
     _distinct,
 )
-from harvester.storage import LocalStorage, is_temporary
+from harvester.archive.storage import LocalStorage, is_temporary
+from harvester.models import Device
+from harvester.records.parse import decode_window, parse_window, type_windows
+from harvester.records.schema import TIMESTAMP
 from tests.support.strategies import json_scalars
 
 DAY = dt.date(2024, 2, 5)

@@ -7,8 +7,8 @@ from typing import BinaryIO
 
 import pytest
 
+from harvester.archive.storage import LocalStorage, is_temporary
 from harvester.errors import LockedError, StorageError
-from harvester.storage import LocalStorage, is_temporary
 
 
 def test_write_file_replaces_whole_content(tmp_path: Path) -> None:

@@ -13,9 +13,9 @@ from pathlib import Path
 import pyarrow.dataset as ds
 import pytest
 
+from harvester.archive.sink import DayWriteResult, ParquetSink, WindowRows
 from harvester.cli import main
 from harvester.models import Device
-from harvester.sink import DayWriteResult, ParquetSink, WindowRows
 from tests.support import inproc
 from tests.support.inproc import assert_same_records
 from tests.support.plain_client import collect_all

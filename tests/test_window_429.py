@@ -18,7 +18,7 @@ import orjson
 import pytest
 from aiohttp import web
 
-from harvester import runner
+from harvester import harvest as harvest_module
 from harvester.simulator.app import build_app
 from harvester.simulator.options import SimulatorOptions
 from tests.support import plain_client
@@ -138,7 +138,7 @@ def test_one_window_refused_throughout_fails_alone_and_the_next_run_completes(
         gates.append(CountingGate(rps))
         return gates[-1]
 
-    monkeypatch.setattr(runner, "RequestGate", counting_gate)
+    monkeypatch.setattr(harvest_module, "RequestGate", counting_gate)
     out = tmp_path / "out"
 
     code, stdout, stderr = harvest(url, out, "--window-429-budget-s", str(BUDGET_S))

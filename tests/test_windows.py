@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from harvester.errors import ShapeError
 from harvester.models import WINDOW
-from harvester.windows import (
+from harvester.plan.windows import (
     SLOTS_PER_DAY,
     clip_windows,
     day_bounds,

@@ -8,8 +8,8 @@ import datetime as dt
 import orjson
 import pytest
 
+from harvester.api.wire import day_entry, jwt_claims, number, parse_retry_after, short_json
 from harvester.errors import ShapeError
-from harvester.wire import day_entry, jwt_claims, number, parse_retry_after, short_json
 
 
 def test_parse_retry_after_edge_cases() -> None:

@@ -12,7 +12,8 @@ from typing import Any
 
 import structlog
 
-from harvester.checkpoint import CheckpointJournal
+from harvester.api.client import SensitClient
+from harvester.archive.checkpoint.journal import CheckpointJournal
 from harvester.cli.common import (
     add_common_options,
     add_run_options,
@@ -21,12 +22,10 @@ from harvester.cli.common import (
     setup_logging,
 )
 from harvester.cli.progress import RunProgress
-from harvester.client import SensitClient
 from harvester.config import HarvestConfig
 from harvester.errors import Interrupted
-from harvester.planner import estimate_seconds
-from harvester.pool import RequestGate
-from harvester.runner import (
+from harvester.fetch.pool import RequestGate
+from harvester.harvest import (
     RunSummary,
     client_settings,
     discover,
@@ -34,7 +33,8 @@ from harvester.runner import (
     open_storage,
     run_harvest,
 )
-from harvester.shards import checkpoint_prefix
+from harvester.plan.planner import estimate_seconds
+from harvester.plan.shards import checkpoint_prefix
 
 log = structlog.get_logger(__name__)
 

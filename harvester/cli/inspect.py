@@ -9,7 +9,8 @@ from typing import Any
 
 import orjson
 
-from harvester.checkpoint_state import DayProgress
+from harvester.api.client import SensitClient
+from harvester.archive.checkpoint.state import DayProgress
 from harvester.cli.common import (
     add_common_options,
     add_shard_option,
@@ -17,17 +18,16 @@ from harvester.cli.common import (
     printable,
     setup_logging,
 )
-from harvester.client import SensitClient
 from harvester.config import HarvestConfig
-from harvester.pool import RequestGate
-from harvester.runner import (
+from harvester.fetch.pool import RequestGate
+from harvester.harvest import (
     client_settings,
     discover,
     open_existing_storage,
     read_all_checkpoints,
 )
-from harvester.shards import HARVEST_DIR
-from harvester.verify import compare, format_mismatches
+from harvester.inspect.verify import compare, format_mismatches
+from harvester.plan.shards import HARVEST_DIR
 
 
 def register(commands: Any) -> None:

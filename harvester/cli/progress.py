@@ -10,8 +10,8 @@ from typing import Any
 import structlog
 from rich.progress import BarColumn, Progress, TextColumn
 
-from harvester.client import SensitClient
-from harvester.pool import RequestGate, WindowPool
+from harvester.api.client import SensitClient
+from harvester.fetch.pool import RequestGate, WindowPool
 
 log = structlog.get_logger(__name__)
 

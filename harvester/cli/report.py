@@ -12,22 +12,28 @@ import datetime as dt
 from pathlib import Path
 from typing import Any
 
-from harvester.availability import DayCounts, read_availability
+from harvester.api.client import SensitClient
+from harvester.archive.availability import DayCounts, read_availability
 from harvester.cli.common import add_common_options, load_config, setup_logging
-from harvester.client import SensitClient
 from harvester.config import HarvestConfig
 from harvester.errors import StorageError
-from harvester.pool import RequestGate
-from harvester.report import Coverage, build_coverage, read_devices, stored_rows, summary_line
-from harvester.report_html import write_html
-from harvester.report_png import write_png
-from harvester.runner import (
+from harvester.fetch.pool import RequestGate
+from harvester.harvest import (
     client_settings,
     discover,
     open_storage,
     read_all_checkpoints,
 )
-from harvester.shards import HARVEST_DIR
+from harvester.inspect.report import (
+    Coverage,
+    build_coverage,
+    read_devices,
+    stored_rows,
+    summary_line,
+)
+from harvester.inspect.report_html import write_html
+from harvester.inspect.report_png import write_png
+from harvester.plan.shards import HARVEST_DIR
 
 PNG_NAME = "coverage.png"
 HTML_NAME = "coverage.html"

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from harvester.pool import RequestGate
+from harvester.fetch.pool import RequestGate
 
 
 class CountingGate(RequestGate):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pyarrow as pa
 
-from harvester.native_reader import read_flat_records
+from harvester.records.native_reader import read_flat_records
 
 
 def read_validated(body: bytes) -> pa.Table | None:

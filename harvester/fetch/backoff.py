@@ -6,7 +6,7 @@ together). A 429 is the server asking us to slow down, not a sign that the call 
 it has its own, larger budget and honours ``Retry-After`` when the server sends one.
 
 A 429 that is a window's own (the server refuses that one query while it serves the others,
-as judged by :class:`harvester.pacing.RateLimitJudge`) is not worth hours of waiting: such a
+as judged by :class:`harvester.fetch.pacing.RateLimitJudge`) is not worth hours of waiting: such a
 call gives up once its own 429s have held it ``window_429_budget_s``, or at once when the
 server's hint would take it past that. The next run fetches the window again.
 """

@@ -452,7 +452,7 @@ static PyMethodDef methods[] = {
 
 static struct PyModuleDef module = {
     PyModuleDef_HEAD_INIT,
-    .m_name = "harvester._flatjson",
+    .m_name = "harvester.records._flatjson",
     .m_doc = "Native reader of flat records bodies.",
     .m_size = -1,
     .m_methods = methods,

@@ -9,7 +9,7 @@ Two traps this module steps around (see README "Querying the archive"):
 - Hive partition values are inferred: ``device_id=0041`` becomes the integer 41. The
   partitioning schema below reads ``device_type`` and ``device_id`` as strings and ``day`` as a
   date. Values are %XX-decoded (pyarrow's default ``segment_encoding="uri"``), which undoes
-  the encoding of ``harvester.keys``: ``device_id`` is the server's raw uuid.
+  the encoding of ``harvester.archive.layout``: ``device_id`` is the server's raw uuid.
 
 ``out`` may be a local folder or any URI that ``pyarrow.fs`` resolves (``s3://bucket/prefix``).
 """
@@ -24,9 +24,9 @@ import pyarrow as pa
 import pyarrow.dataset as ds
 import pyarrow.fs as pafs
 
+from harvester.archive.sink import ALL_TYPES, SCHEMA_PREFIX, SCHEMA_SUFFIX
 from harvester.errors import StorageError
-from harvester.schema import unify
-from harvester.sink import ALL_TYPES, SCHEMA_PREFIX, SCHEMA_SUFFIX
+from harvester.records.schema import unify
 
 #: The archive's partition keys as they should be read.
 PARTITION_SCHEMA: Final = pa.schema(

@@ -1,10 +1,10 @@
 """What a SENSIT Connect call's outcome means: plain values, or a ``HarvesterError``.
 
-Part of the client's aiohttp boundary: :class:`harvester.client.SensitClient` sends, and the
+Part of the client's aiohttp boundary: :class:`harvester.api.client.SensitClient` sends, and the
 functions here turn what came back into models or errors. Every aiohttp, OS and timeout
 exception, every HTTP status other than success and every body that is not the documented
-shape becomes a class of :mod:`harvester.errors` here; together with :mod:`harvester.client`
-and :mod:`harvester.client_network` this is the one place that translation happens. They are
+shape becomes a class of :mod:`harvester.errors` here; together with :mod:`harvester.api.client`
+and :mod:`harvester.api.network` this is the one place that translation happens. They are
 plain functions of the reply (or the exception), so they are tested without a session; the
 client counts the errors they make in its stats. An error body is shown only as a short
 excerpt with the caller's secrets masked.
@@ -22,6 +22,7 @@ import aiohttp
 import orjson
 import structlog
 
+from harvester.api.wire import day_entry, parse_retry_after, short_json
 from harvester.errors import (
     FatalRemoteError,
     MalformedReplyError,
@@ -33,7 +34,6 @@ from harvester.errors import (
     TransportError,
 )
 from harvester.models import DEVICE_TYPES, DayAvailability, Device
-from harvester.wire import day_entry, parse_retry_after, short_json
 
 log = structlog.get_logger(__name__)
 

@@ -1,7 +1,7 @@
 """A device-day's fetched windows → one sorted, de-duplicated zstd Parquet file.
 
 Layout: ``device_type=T/device_id=U/day=D/U_D.parquet`` (hive partitioning; the partition keys
-are not stored inside the file; ``U`` is the uuid encoded as ``harvester.keys`` says).
+are not stored inside the file; ``U`` is the uuid encoded as ``harvester.archive.layout`` says).
 Everything goes through the ``Storage`` seam, whose ``write_file`` is atomic and durable, so a
 day is replaced whole or not at all and the final key is deterministic: writing a day again
 replaces its file.
@@ -12,7 +12,7 @@ Every day file is written on the registry's schema of the moment; ``ParquetSink.
 rewrites the files written before a widening, so that readers that take the first file's
 schema (pandas, ``pyarrow.dataset``) see every field. Across types the fields differ, so the
 union of all types is kept too: ``_harvest/schema/ALL.arrow`` (for readers given an explicit
-schema, see ``harvester.readers``) and ``ALL.json`` (each field, its type, and its types).
+schema, see ``harvester.archive.readers``) and ``ALL.json`` (each field, its type, and its types).
 
 ``write_day`` and ``align_files`` are synchronous and CPU-heavy: call them in a worker thread.
 Different device-days may be written concurrently; one device-day must not be written by two
@@ -36,11 +36,11 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import structlog
 
-from harvester.keys import day_file_key, parse_day_key
+from harvester.archive.layout import day_file_key, parse_day_key
+from harvester.archive.storage import Storage, is_temporary
 from harvester.models import Device
-from harvester.parse import DATE_FIELD, ID_FIELD
-from harvester.schema import TIMESTAMP, conform, unify
-from harvester.storage import Storage, is_temporary
+from harvester.records.parse import DATE_FIELD, ID_FIELD
+from harvester.records.schema import TIMESTAMP, conform, unify
 
 log = structlog.get_logger(__name__)
 

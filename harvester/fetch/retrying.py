@@ -1,6 +1,6 @@
 """The async driver of a retry policy around any client call.
 
-The policy (:class:`harvester.retry.RetryPolicy`) is pure and decides how long to wait; this
+The policy (:class:`harvester.fetch.backoff.RetryPolicy`) is pure and decides how long to wait; this
 module counts failures, sleeps and calls again. Only :class:`RetryableError` is retried:
 anything else, e.g. ``AuthError`` or ``FatalRemoteError``, propagates at once.
 
@@ -23,7 +23,7 @@ from harvester.errors import (
     RetryableError,
     ServerError,
 )
-from harvester.retry import OwnRateLimitedError
+from harvester.fetch.backoff import OwnRateLimitedError
 
 log = structlog.get_logger(__name__)
 

@@ -25,7 +25,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from harvester.models import DayAvailability, Device, FinishedWindow, WindowJob
-from harvester.windows import clip_windows, day_bounds, day_overlaps
+from harvester.plan.windows import clip_windows, day_bounds, day_overlaps
 
 Piece = tuple[dt.datetime, dt.datetime]
 FinishedLookup = Callable[[str, dt.date], Sequence[FinishedWindow]]

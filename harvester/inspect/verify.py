@@ -17,9 +17,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from harvester.keys import device_prefix, parse_day_key
+from harvester.archive.layout import device_prefix, parse_day_key
+from harvester.archive.storage import Storage, is_temporary
 from harvester.models import DayAvailability, Device
-from harvester.storage import Storage, is_temporary
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Final
 
 from harvester.errors import StorageError
-from harvester.report import (
+from harvester.inspect.report import (
     LEGEND_ORDER,
     STATE_COLOURS,
     CellState,

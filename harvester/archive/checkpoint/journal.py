@@ -40,12 +40,12 @@ from typing import BinaryIO, Final
 import pyarrow as pa
 import structlog
 
-from harvester import checkpoint_format as fmt
 from harvester import crashpoints
-from harvester.checkpoint_state import DayProgress, FinishedColumns, day_progress, resolve
+from harvester.archive.checkpoint import format as fmt
+from harvester.archive.checkpoint.state import DayProgress, FinishedColumns, day_progress, resolve
+from harvester.archive.storage import Storage, is_temporary
 from harvester.errors import StorageError
 from harvester.models import FailedWindow, FinishedWindow
-from harvester.storage import Storage, is_temporary
 
 __all__ = ["CHECKPOINT_PREFIX", "CHECKPOINT_VERSION", "CheckpointJournal", "DayProgress"]
 

@@ -13,7 +13,7 @@ from typing import Final
 import numpy as np
 
 from harvester.errors import ConfigError, StorageError
-from harvester.report import (
+from harvester.inspect.report import (
     LEGEND_ORDER,
     STATE_COLOURS,
     CellState,

@@ -34,13 +34,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import structlog
 
-from harvester.availability import DayCounts
-from harvester.checkpoint_state import DayProgress
+from harvester.archive.availability import DayCounts
+from harvester.archive.checkpoint.state import DayProgress
+from harvester.archive.layout import parse_day_key
+from harvester.archive.storage import Storage, is_temporary
 from harvester.errors import StorageError
-from harvester.keys import parse_day_key
 from harvester.models import DEVICE_TYPES, Device
-from harvester.shards import HARVEST_DIR, state_keys
-from harvester.storage import Storage, is_temporary
+from harvester.plan.shards import HARVEST_DIR, state_keys
 
 log = structlog.get_logger(__name__)
 

@@ -20,8 +20,8 @@ from pathlib import Path
 from typing import BinaryIO, Protocol
 
 from harvester import crashpoints
+from harvester.archive.layout import checked_key, checked_prefix
 from harvester.errors import LockedError, StorageError
-from harvester.keys import checked_key, checked_prefix
 
 TMP_PREFIX = "."
 TMP_MARK = ".tmp-"
@@ -78,7 +78,7 @@ class _FlockLock:
 class LocalStorage:
     """A folder on a local (POSIX) filesystem.
 
-    Every key is checked (``harvester.keys.checked_key``) and its path resolved (symbolic
+    Every key is checked (``harvester.archive.layout.checked_key``) and its path resolved (symbolic
     links followed) before use: a path that does not lie under the root is a ``StorageError``.
     """
 

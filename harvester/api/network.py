@@ -1,8 +1,8 @@
 """How the client's session reaches the server: the environment's proxy, the TLS context,
 and reading a reply's body no further than a cap.
 
-Part of the client's aiohttp boundary (with :mod:`harvester.client` and
-:mod:`harvester.client_replies`): an unreadable CA bundle becomes a ``ConfigError`` here.
+Part of the client's aiohttp boundary (with :mod:`harvester.api.client` and
+:mod:`harvester.api.replies`): an unreadable CA bundle becomes a ``ConfigError`` here.
 """
 
 from __future__ import annotations

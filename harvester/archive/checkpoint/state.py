@@ -17,7 +17,7 @@ import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from harvester import checkpoint_format as fmt
+from harvester.archive.checkpoint import format as fmt
 from harvester.models import DEVICE_TYPES, DeviceType, FailedWindow, FinishedWindow
 
 _BoolArray = npt.NDArray[np.bool_]

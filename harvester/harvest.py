@@ -21,20 +21,22 @@ import orjson
 import structlog
 
 from harvester import __version__, crashpoints
-from harvester.availability import record_availability
-from harvester.checkpoint import CheckpointJournal
-from harvester.client import ClientSettings, SensitClient
+from harvester.api.client import ClientSettings, SensitClient
+from harvester.archive.availability import record_availability
+from harvester.archive.checkpoint.journal import CheckpointJournal
+from harvester.archive.integrity import damaged_days, trusting_only_intact
+from harvester.archive.layout import unusable_uuid
+from harvester.archive.objectstore import ObjectStorage, local_path, open_location
+from harvester.archive.sink import ParquetSink, SchemaRegistry
+from harvester.archive.storage import LocalStorage, Storage
 from harvester.config import HarvestConfig, require_credentials
 from harvester.errors import ConfigError, HarvesterError, InternalError, RemoteError, StorageError
-from harvester.integrity import damaged_days, trusting_only_intact
-from harvester.keys import unusable_uuid
+from harvester.fetch.backoff import RetryPolicy
+from harvester.fetch.pool import PoolStats, RequestGate, WindowPool, describe_stats
+from harvester.fetch.retrying import with_retries
 from harvester.models import DayAvailability, Device, FailedDevice, WindowJob
-from harvester.objectstore import ObjectStorage, local_path, open_location
-from harvester.planner import Plan, plan_windows
-from harvester.pool import PoolStats, RequestGate, WindowPool, describe_stats
-from harvester.retry import RetryPolicy
-from harvester.retrying import with_retries
-from harvester.shards import (
+from harvester.plan.planner import Plan, plan_windows
+from harvester.plan.shards import (
     CHECKPOINT_PREFIX,
     HARVEST_DIR,
     Shard,
@@ -44,9 +46,7 @@ from harvester.shards import (
     lock_key,
     state_key,
 )
-from harvester.sink import ParquetSink, SchemaRegistry
-from harvester.storage import LocalStorage, Storage
-from harvester.windows import local_days_to_utc
+from harvester.plan.windows import local_days_to_utc
 
 log = structlog.get_logger(__name__)
 

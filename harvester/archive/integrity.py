@@ -19,11 +19,11 @@ from typing import Final
 
 import structlog
 
+from harvester.archive.layout import day_file_key
+from harvester.archive.storage import Storage
 from harvester.errors import StorageError
-from harvester.keys import day_file_key
 from harvester.models import DayAvailability, Device, FinishedWindow
-from harvester.storage import Storage
-from harvester.windows import day_overlaps
+from harvester.plan.windows import day_overlaps
 
 log = structlog.get_logger(__name__)
 

@@ -17,7 +17,7 @@ from typing import Any, TypeGuard
 import orjson
 
 from harvester.models import DayAvailability
-from harvester.windows import parse_iso_utc
+from harvester.plan.windows import parse_iso_utc
 
 
 def parse_retry_after(value: str | None, now: dt.datetime) -> float | None:

@@ -32,7 +32,8 @@ import pyarrow as pa
 import structlog
 
 from harvester import crashpoints
-from harvester.checkpoint import CheckpointJournal
+from harvester.archive.checkpoint.journal import CheckpointJournal
+from harvester.archive.sink import DayWriteResult, ParquetSink, WindowRows
 from harvester.errors import (
     AuthError,
     HarvesterError,
@@ -42,12 +43,11 @@ from harvester.errors import (
     RemoteError,
     RetryableError,
 )
+from harvester.fetch.backoff import OwnRateLimitedError, RetryPolicy
+from harvester.fetch.pacing import AdaptiveRate, RateLimitJudge, RatePacer
+from harvester.fetch.retrying import with_retries
 from harvester.models import FailedWindow, FinishedWindow, WindowJob
-from harvester.pacing import AdaptiveRate, RateLimitJudge, RatePacer
-from harvester.parse import DecodedWindow, decode_window, parse_window, type_windows
-from harvester.retry import OwnRateLimitedError, RetryPolicy
-from harvester.retrying import with_retries
-from harvester.sink import DayWriteResult, ParquetSink, WindowRows
+from harvester.records.parse import DecodedWindow, decode_window, parse_window, type_windows
 
 log = structlog.get_logger(__name__)
 

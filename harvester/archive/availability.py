@@ -14,10 +14,10 @@ from collections.abc import Mapping, Sequence
 import orjson
 import structlog
 
+from harvester.archive.storage import Storage
 from harvester.errors import StorageError
 from harvester.models import DayAvailability, Device
-from harvester.shards import HARVEST_DIR, Shard, state_key, state_keys
-from harvester.storage import Storage
+from harvester.plan.shards import HARVEST_DIR, Shard, state_key, state_keys
 
 log = structlog.get_logger(__name__)
 

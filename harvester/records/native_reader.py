@@ -1,4 +1,4 @@
-"""Flat records bodies read natively: ``harvester._flatjson`` → an Arrow table.
+"""Flat records bodies read natively: ``harvester.records._flatjson`` → an Arrow table.
 
 Parsing is most of the harvester's CPU. ``pyarrow.json`` takes 17 to 26 ms of CPU on a SPOD
 window of 6,700 records (2.4 MB), and its ISO dates another cast; orjson plus a pandas
@@ -9,7 +9,7 @@ the GIL. No kept library does this: pyarrow.json, Polars and DuckDB took as long
 and orjson or msgspec make a Python object per value.
 
 The reader refuses every body it would not read exactly as pyarrow.json does (see the C
-file's header), and ``harvester.parse`` then reads it with pyarrow.json. Built optionally: an
+file's header), and ``parse`` then reads it with pyarrow.json. Built optionally: an
 install without a C compiler reads every body with pyarrow.json.
 """
 
@@ -21,10 +21,10 @@ from typing import Final
 import pyarrow as pa
 
 from harvester.errors import MalformedReplyError
-from harvester.schema import TIMESTAMP
+from harvester.records.schema import TIMESTAMP
 
 try:
-    from harvester import _flatjson
+    from harvester.records import _flatjson
 except ImportError:
     # Installed without a C compiler. The ignore: mypy types the name as the module only.
     _flatjson = None  # type: ignore[assignment]

@@ -40,9 +40,9 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 import structlog
 
+from harvester.archive.layout import checked_key, checked_prefix
+from harvester.archive.storage import LocalStorage, Storage, StorageLock
 from harvester.errors import LockedError, StorageError
-from harvester.keys import checked_key, checked_prefix
-from harvester.storage import LocalStorage, Storage, StorageLock
 
 log = structlog.get_logger(__name__)
 
@@ -169,7 +169,7 @@ class _Lease:
 class ObjectStorage:
     """Keys live under ``root`` (``bucket/prefix``) of a ``pyarrow.fs`` filesystem.
 
-    Every key is checked (``harvester.keys.checked_key``) before use: object stores have no
+    Every key is checked (``layout.checked_key``) before use: object stores have no
     symbolic links, so a checked key joined to the root names an object under the root.
     """
 

@@ -1,7 +1,7 @@
 """A records response body → one Arrow table, one row per record.
 
 A body of flat records (numbers, texts, booleans, nulls), nearly every body, is read by
-``harvester.native_reader``, which types it as pyarrow.json would at a quarter of its cost and
+``native_reader``, which types it as pyarrow.json would at a quarter of its cost and
 at half the cost of the object path below for a small body. Any other large body goes to
 ``pyarrow.json`` as a single JSON row whose ``data`` list is flattened: the parsing runs in
 C++ without the GIL and no Python object is made per record. pyarrow.json costs about 0.3 ms
@@ -12,7 +12,7 @@ holding such a text anywhere but in ``date`` goes to pyarrow.json too, so a fiel
 changes type with the size of its window. ``pyarrow.json`` refuses a few legitimate shapes (a
 field that is a number in one record and a string or an object in another, ``true`` beside
 ``1``, a repeated key); those bodies go through orjson and a column builder that applies the
-type rules of ``harvester.schema``. Either way, every source field keeps its source name and
+type rules of ``harvester.records.schema``. Either way, every source field keeps its source name and
 ``date`` becomes ``timestamp[ms, UTC]``.
 
 Typing a small body's records (``pa.array``) still costs 0.05 to 0.3 ms, mostly per call, which
@@ -37,8 +37,8 @@ import pyarrow as pa
 import pyarrow.json as pa_json
 
 from harvester.errors import MalformedReplyError, ShapeError
-from harvester.native_reader import MAX_CELLS, check_shape, read_flat_records
-from harvester.schema import TIMESTAMP, coerce_array, json_text
+from harvester.records.native_reader import MAX_CELLS, check_shape, read_flat_records
+from harvester.records.schema import TIMESTAMP, coerce_array, json_text
 
 ID_FIELD: Final = "_id"
 DATE_FIELD: Final = "date"
@@ -298,7 +298,7 @@ def _reject_constant(name: str) -> object:
 
 
 def build_array(values: Sequence[object]) -> pa.Array:
-    """An Arrow array of decoded JSON values, typed by the rules of ``harvester.schema``."""
+    """An Arrow array of decoded JSON values, typed by the rules of ``harvester.records.schema``."""
     kinds = {type(value) for value in values if value is not None}
     if not kinds:
         return pa.nulls(len(values))

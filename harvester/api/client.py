@@ -24,8 +24,8 @@ import structlog
 import yarl
 
 from harvester import __version__
-from harvester.client_network import env_proxy, read_capped, ssl_context
-from harvester.client_replies import (
+from harvester.api.network import env_proxy, read_capped, ssl_context
+from harvester.api.replies import (
     Reply,
     available_days,
     device_list,
@@ -34,6 +34,7 @@ from harvester.client_replies import (
     status_error,
     transport_error,
 )
+from harvester.api.wire import jwt_claims, number
 from harvester.config import DEFAULT_MAX_RESPONSE_MB
 from harvester.errors import (
     AuthError,
@@ -45,8 +46,7 @@ from harvester.errors import (
     ShapeError,
 )
 from harvester.models import DayAvailability, Device
-from harvester.windows import format_api_time
-from harvester.wire import jwt_claims, number
+from harvester.plan.windows import format_api_time
 
 log = structlog.get_logger(__name__)
 

@@ -1,0 +1,1 @@
+"""Looking at an archive: status, verify against the server, the coverage report (HTML, PNG)."""

@@ -1,0 +1,1 @@
+"""Response bodies into Arrow tables: the parser, the native reader (C) and schema unification."""
