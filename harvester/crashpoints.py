@@ -15,7 +15,8 @@ Points (see where ``hit``/``fires`` is called): ``planning`` (devices listed, be
 renamed into place, before its checkpoint entry), ``compacted`` (a new checkpoint snapshot
 written, before the segments it absorbed are deleted), ``write`` / ``write_<kind>`` (inside
 a storage write, the temporary file written but not yet synced or renamed), ``torn_<kind>``
-(after a storage rename). ``<kind>`` is ``day``, ``segment``, ``snapshot`` or ``other``.
+(after a storage rename). ``<kind>`` is ``day``, ``segment``, ``snapshot`` or ``other``
+(``harvester.archive.layout.key_kind``).
 
 Unset, every hook is one falsy dict test: no cost on the real path. Tests in the same process
 arm hooks with ``arm``.
@@ -68,17 +69,6 @@ def arm(spec: str) -> None:
     global _triggers
     with _lock:
         _triggers = parse(spec)
-
-
-def kind_of(key: str) -> str:
-    """What a storage key holds, for the ``write_<kind>``/``torn_<kind>`` points."""
-    if key.endswith(".parquet") and key.startswith("device_type="):
-        return "day"
-    if key.endswith(".jsonl") and "/checkpoint/" in key:
-        return "segment"
-    if key.endswith("snapshot.ckpt"):
-        return "snapshot"
-    return "other"
 
 
 def _count(point: str) -> _Trigger | None:

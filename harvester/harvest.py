@@ -25,7 +25,17 @@ from harvester.api.client import ClientSettings, SensitClient
 from harvester.archive.availability import record_availability
 from harvester.archive.checkpoint.journal import CheckpointJournal
 from harvester.archive.integrity import damaged_days, trusting_only_intact
-from harvester.archive.layout import unusable_uuid
+from harvester.archive.layout import (
+    CHECKPOINT_PREFIX,
+    DEVICES_NAME,
+    HARVEST_DIR,
+    checkpoint_prefix,
+    journal_prefixes,
+    lock_key,
+    run_key,
+    state_key,
+    unusable_uuid,
+)
 from harvester.archive.objectstore import ObjectStorage, local_path, open_location
 from harvester.archive.sink import ParquetSink, SchemaRegistry
 from harvester.archive.storage import LocalStorage, Storage
@@ -36,23 +46,12 @@ from harvester.fetch.pool import PoolStats, RequestGate, WindowPool, describe_st
 from harvester.fetch.retrying import with_retries
 from harvester.models import DayAvailability, Device, FailedDevice, WindowJob
 from harvester.plan.planner import Plan, plan_windows
-from harvester.plan.shards import (
-    CHECKPOINT_PREFIX,
-    HARVEST_DIR,
-    Shard,
-    checkpoint_prefix,
-    devices_of,
-    journal_prefixes,
-    lock_key,
-    state_key,
-)
+from harvester.plan.shards import Shard, devices_of
 from harvester.plan.windows import local_days_to_utc
 
 log = structlog.get_logger(__name__)
 
 T = TypeVar("T")
-
-DEVICES_NAME = "devices.json"
 
 Availability = dict[Device, list[DayAvailability]]
 
@@ -364,7 +363,7 @@ async def run_harvest(
     finally:
         summary.wall_s = time.monotonic() - started
         try:
-            _write_json(storage, f"{HARVEST_DIR}/runs/{run_id}.json", summary.as_dict())
+            _write_json(storage, run_key(run_id), summary.as_dict())
         finally:
             lock.release()
     return summary

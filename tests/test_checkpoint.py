@@ -18,7 +18,8 @@ from hypothesis import strategies as st
 from structlog.testing import capture_logs
 
 from harvester.archive.checkpoint import format as fmt
-from harvester.archive.checkpoint.journal import CHECKPOINT_PREFIX, CheckpointJournal, DayProgress
+from harvester.archive.checkpoint.journal import CheckpointJournal, DayProgress
+from harvester.archive.layout import CHECKPOINT_PREFIX
 from harvester.archive.storage import LocalStorage
 from harvester.errors import IncompatibleCheckpointError, StorageError
 from harvester.models import WINDOW, DeviceType, FailedWindow, FinishedWindow

@@ -75,20 +75,6 @@ def test_storage_translates_an_injected_error_and_leaves_no_temporary(tmp_path: 
     assert [p.name for p in tmp_path.rglob("*") if p.is_file()] == ["other.json"]
 
 
-@pytest.mark.parametrize(
-    ("key", "kind"),
-    [
-        ("device_type=FMD/device_id=7/day=2024-01-01/7_2024-01-01.parquet", "day"),
-        ("_harvest/checkpoint/seg-0000000001-00000000-r.jsonl", "segment"),
-        ("_harvest/checkpoint/snapshot.ckpt", "snapshot"),
-        ("_harvest/devices.json", "other"),
-    ],
-)
-def test_kind_of_storage_keys(key: str, kind: str) -> None:
-    """Keys map to the kinds named in write_<kind>/torn_<kind> points."""
-    assert crashpoints.kind_of(key) == kind
-
-
 def test_unarmed_hooks_do_nothing(tmp_path: Path) -> None:
     """With nothing armed, hit/fires/tear_if_due are no-ops."""
     target = tmp_path / "f"

@@ -16,22 +16,19 @@ import pytest
 
 from harvester.archive.availability import read_availability
 from harvester.archive.checkpoint import journal as checkpoint
+from harvester.archive.layout import (
+    CHECKPOINT_PREFIX,
+    checkpoint_prefix,
+    journal_prefixes,
+    lock_key,
+)
 from harvester.archive.storage import LocalStorage
 from harvester.cli import main
 from harvester.config import resolve_config
 from harvester.errors import ConfigError
 from harvester.inspect.report import read_devices
 from harvester.models import Device
-from harvester.plan.shards import (
-    CHECKPOINT_PREFIX,
-    Shard,
-    checkpoint_prefix,
-    devices_of,
-    journal_prefixes,
-    lock_key,
-    parse_shard,
-    shard_of,
-)
+from harvester.plan.shards import Shard, devices_of, parse_shard, shard_of
 from tests.support.inproc import assert_same_records
 from tests.support.plain_client import collect_all
 from tests.support.simproc import SimFactory

@@ -18,7 +18,7 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from structlog.testing import capture_logs
 
-from harvester.archive.layout import day_file_key
+from harvester.archive.layout import day_file_key, is_temporary
 from harvester.archive.sink import (
     DayWriteResult,
     ParquetSink,
@@ -26,7 +26,7 @@ from harvester.archive.sink import (
     WindowRows,
     _distinct,
 )
-from harvester.archive.storage import LocalStorage, is_temporary
+from harvester.archive.storage import LocalStorage
 from harvester.models import Device
 from harvester.records.parse import decode_window, parse_window, type_windows
 from harvester.records.schema import TIMESTAMP

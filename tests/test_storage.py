@@ -7,7 +7,8 @@ from typing import BinaryIO
 
 import pytest
 
-from harvester.archive.storage import LocalStorage, is_temporary
+from harvester.archive.layout import is_temporary
+from harvester.archive.storage import LocalStorage
 from harvester.errors import LockedError, StorageError
 
 

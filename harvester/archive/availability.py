@@ -14,14 +14,13 @@ from collections.abc import Mapping, Sequence
 import orjson
 import structlog
 
+from harvester.archive.layout import AVAILABILITY_NAME, HARVEST_DIR, state_key, state_keys
 from harvester.archive.storage import Storage
 from harvester.errors import StorageError
 from harvester.models import DayAvailability, Device
-from harvester.plan.shards import HARVEST_DIR, Shard, state_key, state_keys
+from harvester.plan.shards import Shard
 
 log = structlog.get_logger(__name__)
-
-AVAILABILITY_NAME = "availability.json"
 
 #: Per device uuid, the server's record count of each UTC day it has data for.
 DayCounts = dict[str, dict[dt.date, int]]

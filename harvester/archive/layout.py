@@ -1,4 +1,17 @@
-"""PURE  Storage keys: the one place server text becomes part of a path, and the one check.
+"""PURE  Every storage key of an archive, built and parsed here and nowhere else; the one
+place server text becomes part of a path, and the one check every key passes.
+
+The archive::
+
+    device_type=T/device_id=U/day=D/U_D.parquet   one file per device-day (``day_file_key``)
+    _harvest/lock[-shard-K-of-N]                   who is writing (``lock_key``)
+    _harvest/checkpoint[/shard-K-of-N]/            the journal (``checkpoint_prefix``):
+        snapshot.ckpt, seg-<gen>-<seq>-<run>.jsonl  (``SNAPSHOT_NAME``, ``segment_name``)
+    _harvest/devices[.shard-K-of-N].json           state files (``state_key``)
+    _harvest/availability[.shard-K-of-N].json
+    _harvest/schema/<TYPE>.arrow, ALL.arrow/.json  unified schemas (``schema_key``)
+    _harvest/runs/<run id>.json                    one manifest per run (``run_key``)
+    .<name>.tmp-<8 hex>                            a write in progress (``temporary_name``)
 
 Device uuids come from the server, so any text may arrive. Partition values are encoded as
 Hive and Spark encode them, so that readers decode them back to the server's text: every
@@ -18,11 +31,14 @@ NUL or backslash, can only name something under the root it is joined to.
 from __future__ import annotations
 
 import datetime as dt
+import re
 import string
 import urllib.parse
+from collections.abc import Iterable, Sequence
 from typing import Final
 
 from harvester.errors import StorageError
+from harvester.plan.shards import Shard
 
 _SAFE: Final = frozenset(string.ascii_letters + string.digits + "._-")
 #: Longest encoded uuid accepted. The longest name built from it, a day file's temporary
@@ -117,3 +133,115 @@ def _key_problem(key: str) -> str | None:
         if len(segment.encode()) > MAX_SEGMENT_BYTES:
             return f"a segment is longer than {MAX_SEGMENT_BYTES} bytes"
     return None
+
+
+# -- the harvester's own folder -------------------------------------------------------------
+
+HARVEST_DIR: Final = "_harvest"
+CHECKPOINT_PREFIX: Final = f"{HARVEST_DIR}/checkpoint"
+LOCK_KEY: Final = f"{HARVEST_DIR}/lock"
+RUNS_PREFIX: Final = f"{HARVEST_DIR}/runs/"
+SCHEMA_PREFIX: Final = f"{HARVEST_DIR}/schema/"
+SCHEMA_SUFFIX: Final = ".arrow"
+#: The cross-type schema beside the per-type ones (``--device-type ALL``).
+ALL_TYPES: Final = "ALL"
+#: Beside a type's schema from a widening until its files are aligned, so that a run killed in
+#: between still leaves the next run something to align.
+UNALIGNED_SUFFIX: Final = ".unaligned"
+DEVICES_NAME: Final = "devices.json"
+AVAILABILITY_NAME: Final = "availability.json"
+SNAPSHOT_NAME: Final = "snapshot.ckpt"
+#: A damaged checkpoint file set aside as ``<name>.corrupt-<timestamp>``.
+CORRUPT_MARK: Final = ".corrupt-"
+_SEGMENT_NAME: Final = re.compile(r"^seg-(\d+)-(\d+)-(.+)\.jsonl$")
+TMP_PREFIX: Final = "."
+TMP_MARK: Final = ".tmp-"
+
+
+def checkpoint_prefix(shard: Shard | None) -> str:
+    """The shard's own journal folder; the unsharded run keeps the top-level one."""
+    return CHECKPOINT_PREFIX if shard is None else f"{CHECKPOINT_PREFIX}/{shard.name}"
+
+
+def lock_key(shard: Shard | None) -> str:
+    return LOCK_KEY if shard is None else f"{LOCK_KEY}-{shard.name}"
+
+
+def segment_name(generation: int, seq: int, run_id: str) -> str:
+    """The name of one journal segment (one flush), ordered by generation then sequence."""
+    return f"seg-{generation:010d}-{seq:08d}-{run_id}.jsonl"
+
+
+def parse_segment_name(name: str) -> tuple[int, int, str] | None:
+    """``(generation, seq, run id)`` of a :func:`segment_name`; None for other names."""
+    match = _SEGMENT_NAME.match(name)
+    return None if match is None else (int(match[1]), int(match[2]), match[3])
+
+
+def journal_prefixes(keys: Sequence[str]) -> list[str]:
+    """Every journal folder (unsharded and each shard layout) among checkpoint keys.
+
+    ``keys`` are storage keys under the checkpoint folder; a journal is any folder holding a
+    snapshot or a segment, so a dataset harvested with different N is seen whole.
+    """
+    found: set[str] = set()
+    for key in keys:
+        folder, _, name = key.rpartition("/")
+        if folder.startswith(CHECKPOINT_PREFIX) and (
+            name == SNAPSHOT_NAME or parse_segment_name(name) is not None
+        ):
+            found.add(folder)
+    return sorted(found)
+
+
+def state_key(shard: Shard | None, name: str) -> str:
+    """Where a run keeps the state file ``name`` (``DEVICES_NAME``, ``AVAILABILITY_NAME``).
+
+    Each shard writes its own copy (``devices.shard-K-of-N.json``), so shards running at once
+    never overwrite one another's; readers merge every copy (``state_keys``).
+    """
+    if shard is None:
+        return f"{HARVEST_DIR}/{name}"
+    stem, _, extension = name.rpartition(".")
+    return f"{HARVEST_DIR}/{stem}.{shard.name}.{extension}"
+
+
+def state_keys(keys: Iterable[str], name: str) -> list[str]:
+    """Every copy of the state file ``name`` among ``keys``: the unsharded one and each shard's."""
+    stem, _, extension = name.rpartition(".")
+    pattern = re.compile(
+        rf"{HARVEST_DIR}/{re.escape(stem)}(\.shard-\d+-of-\d+)?\.{re.escape(extension)}"
+    )
+    return sorted(key for key in keys if pattern.fullmatch(key))
+
+
+def run_key(run_id: str) -> str:
+    """The manifest of one run."""
+    return f"{RUNS_PREFIX}{run_id}.json"
+
+
+def schema_key(device_type: str, suffix: str = SCHEMA_SUFFIX) -> str:
+    """The unified schema of ``device_type`` (or its ``UNALIGNED_SUFFIX`` marker)."""
+    return f"{SCHEMA_PREFIX}{device_type}{suffix}"
+
+
+def key_kind(key: str) -> str:
+    """What a key holds: ``day``, ``segment``, ``snapshot`` or ``other``."""
+    if key.endswith(".parquet") and key.startswith("device_type="):
+        return "day"
+    if key.startswith(CHECKPOINT_PREFIX) and parse_segment_name(key.rpartition("/")[2]):
+        return "segment"
+    if key.endswith(SNAPSHOT_NAME):
+        return "snapshot"
+    return "other"
+
+
+def temporary_name(name: str, token: str) -> str:
+    """The name a file is written under before it is renamed to ``name``."""
+    return f"{TMP_PREFIX}{name}{TMP_MARK}{token}"
+
+
+def is_temporary(key: str) -> bool:
+    """True for the leftovers of an interrupted write."""
+    name = key.rsplit("/", 1)[-1]
+    return name.startswith(TMP_PREFIX) and TMP_MARK in name

@@ -24,7 +24,7 @@ import pyarrow as pa
 import pyarrow.dataset as ds
 import pyarrow.fs as pafs
 
-from harvester.archive.sink import ALL_TYPES, SCHEMA_PREFIX, SCHEMA_SUFFIX
+from harvester.archive.layout import ALL_TYPES, SCHEMA_PREFIX, SCHEMA_SUFFIX, schema_key
 from harvester.errors import StorageError
 from harvester.records.schema import unify
 
@@ -62,7 +62,7 @@ def record_schema(out: str | Path, device_type: str | None = None) -> pa.Schema:
     """
     filesystem, root = _resolve(out)
     name = device_type or ALL_TYPES
-    recorded = _read_schema(filesystem, f"{root}/{SCHEMA_PREFIX}{name}{SCHEMA_SUFFIX}")
+    recorded = _read_schema(filesystem, f"{root}/{schema_key(name)}")
     if recorded is not None:
         return recorded
     if device_type is not None:

@@ -36,8 +36,17 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import structlog
 
-from harvester.archive.layout import day_file_key, parse_day_key
-from harvester.archive.storage import Storage, is_temporary
+from harvester.archive.layout import (
+    ALL_TYPES,
+    SCHEMA_PREFIX,
+    SCHEMA_SUFFIX,
+    UNALIGNED_SUFFIX,
+    day_file_key,
+    is_temporary,
+    parse_day_key,
+    schema_key,
+)
+from harvester.archive.storage import Storage
 from harvester.models import Device
 from harvester.records.parse import DATE_FIELD, ID_FIELD
 from harvester.records.schema import TIMESTAMP, conform, unify
@@ -47,13 +56,6 @@ log = structlog.get_logger(__name__)
 #: Hive partition keys; a source field of the same name is stored as ``<name>_src``.
 PARTITION_KEYS: Final = ("device_type", "device_id", "day")
 RENAMED_SUFFIX: Final = "_src"
-SCHEMA_PREFIX: Final = "_harvest/schema/"
-SCHEMA_SUFFIX: Final = ".arrow"
-#: Name of the cross-type schema beside the per-type ones (``--device-type ALL``).
-ALL_TYPES: Final = "ALL"
-# Present from a widening until align_files has run, so that a run killed in between still
-# leaves the next run something to align.
-UNALIGNED_SUFFIX: Final = ".unaligned"
 _EMPTY: Final = pa.schema([])
 _ONE_DAY: Final = dt.timedelta(days=1)
 _ONE_MS: Final = dt.timedelta(milliseconds=1)
@@ -126,10 +128,10 @@ class SchemaRegistry:
             unified = unify(current, schema)
             if unified.equals(current):
                 return current
-            key = f"{SCHEMA_PREFIX}{device_type}{SCHEMA_SUFFIX}"
+            key = schema_key(device_type)
             payload = unified.serialize()
             if device_type not in self._widened:
-                marker = f"{SCHEMA_PREFIX}{device_type}{UNALIGNED_SUFFIX}"
+                marker = schema_key(device_type, UNALIGNED_SUFFIX)
                 self._storage.write_file(marker, _writer(b""))
             self._storage.write_file(key, _writer(payload))
             self._schemas[device_type] = unified
@@ -151,10 +153,9 @@ class SchemaRegistry:
             }
             for field in unified
         ]
-        base = f"{SCHEMA_PREFIX}{ALL_TYPES}"
-        self._storage.write_file(f"{base}{SCHEMA_SUFFIX}", _writer(unified.serialize()))
+        self._storage.write_file(schema_key(ALL_TYPES), _writer(unified.serialize()))
         text = orjson.dumps({"fields": listing}, option=orjson.OPT_INDENT_2)
-        self._storage.write_file(f"{base}.json", _writer(pa.py_buffer(text)))
+        self._storage.write_file(schema_key(ALL_TYPES, ".json"), _writer(pa.py_buffer(text)))
 
 
 class ParquetSink:
@@ -255,7 +256,7 @@ class ParquetSink:
                 self._write(key, conform(table, target))
                 rewritten += 1
         if not left:
-            self._storage.delete(f"{SCHEMA_PREFIX}{device_type}{UNALIGNED_SUFFIX}")
+            self._storage.delete(schema_key(device_type, UNALIGNED_SUFFIX))
         log.info(
             "files_aligned",
             device_type=device_type,

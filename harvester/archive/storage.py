@@ -20,11 +20,9 @@ from pathlib import Path
 from typing import BinaryIO, Protocol
 
 from harvester import crashpoints
-from harvester.archive.layout import checked_key, checked_prefix
+from harvester.archive.layout import checked_key, checked_prefix, key_kind, temporary_name
 from harvester.errors import LockedError, StorageError
 
-TMP_PREFIX = "."
-TMP_MARK = ".tmp-"
 _SWEPT_ATTEMPTS = 3
 
 
@@ -123,18 +121,18 @@ class LocalStorage:
             _fsync_dir(final.parent)
             # A process killed mid-write leaves its temporary behind; the file's next write
             # (a resumed run writes every day it had not checkpointed) sweeps it away.
-            for leftover in final.parent.glob(f"{TMP_PREFIX}{final.name}{TMP_MARK}*"):
+            for leftover in final.parent.glob(temporary_name(final.name, "*")):
                 leftover.unlink(missing_ok=True)
-            crashpoints.tear_if_due(f"torn_{crashpoints.kind_of(key)}", final)
+            crashpoints.tear_if_due(f"torn_{key_kind(key)}", final)
 
     def _write_once(self, key: str, final: Path, write: Callable[[BinaryIO], object]) -> bool:
         """One temporary-and-rename write; False when a concurrent writer of the same key
         swept the temporary away before the rename."""
-        tmp = final.with_name(f"{TMP_PREFIX}{final.name}{TMP_MARK}{secrets.token_hex(4)}")
+        tmp = final.with_name(temporary_name(final.name, secrets.token_hex(4)))
         try:
             with open(tmp, "wb") as handle:
                 write(handle)
-                crashpoints.hit("write", f"write_{crashpoints.kind_of(key)}")
+                crashpoints.hit("write", f"write_{key_kind(key)}")
                 handle.flush()
                 os.fsync(handle.fileno())
             os.replace(tmp, final)
@@ -199,9 +197,3 @@ def _fsync_dir(path: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
-
-
-def is_temporary(key: str) -> bool:
-    """True for the leftovers of an interrupted ``write_file``."""
-    name = key.rsplit("/", 1)[-1]
-    return name.startswith(TMP_PREFIX) and TMP_MARK in name

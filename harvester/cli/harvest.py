@@ -14,6 +14,7 @@ import structlog
 
 from harvester.api.client import SensitClient
 from harvester.archive.checkpoint.journal import CheckpointJournal
+from harvester.archive.layout import checkpoint_prefix
 from harvester.cli.common import (
     add_common_options,
     add_run_options,
@@ -34,7 +35,6 @@ from harvester.harvest import (
     run_harvest,
 )
 from harvester.plan.planner import estimate_seconds
-from harvester.plan.shards import checkpoint_prefix
 
 log = structlog.get_logger(__name__)
 

@@ -11,6 +11,7 @@ import orjson
 
 from harvester.api.client import SensitClient
 from harvester.archive.checkpoint.state import DayProgress
+from harvester.archive.layout import RUNS_PREFIX
 from harvester.cli.common import (
     add_common_options,
     add_shard_option,
@@ -27,7 +28,6 @@ from harvester.harvest import (
     read_all_checkpoints,
 )
 from harvester.inspect.verify import compare, format_mismatches
-from harvester.plan.shards import HARVEST_DIR
 
 
 def register(commands: Any) -> None:
@@ -98,7 +98,7 @@ def _status(args: argparse.Namespace) -> int:
     storage = open_existing_storage(config)
     journal = read_all_checkpoints(storage)
     status = summarize(journal.days())
-    runs = sorted(k for k in storage.list_files(f"{HARVEST_DIR}/runs/") if k.endswith(".json"))
+    runs = sorted(k for k in storage.list_files(RUNS_PREFIX) if k.endswith(".json"))
     last_run = orjson.loads(storage.read_bytes(runs[-1])) if runs else None
     if args.json:
         print(orjson.dumps({**status, "last_run": last_run}, option=orjson.OPT_INDENT_2).decode())

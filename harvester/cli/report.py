@@ -14,6 +14,7 @@ from typing import Any
 
 from harvester.api.client import SensitClient
 from harvester.archive.availability import DayCounts, read_availability
+from harvester.archive.layout import HARVEST_DIR
 from harvester.cli.common import add_common_options, load_config, setup_logging
 from harvester.config import HarvestConfig
 from harvester.errors import StorageError
@@ -33,7 +34,6 @@ from harvester.inspect.report import (
 )
 from harvester.inspect.report_html import write_html
 from harvester.inspect.report_png import write_png
-from harvester.plan.shards import HARVEST_DIR
 
 PNG_NAME = "coverage.png"
 HTML_NAME = "coverage.html"

@@ -36,15 +36,19 @@ import structlog
 
 from harvester.archive.availability import DayCounts
 from harvester.archive.checkpoint.state import DayProgress
-from harvester.archive.layout import parse_day_key
-from harvester.archive.storage import Storage, is_temporary
+from harvester.archive.layout import (
+    DEVICES_NAME,
+    HARVEST_DIR,
+    is_temporary,
+    parse_day_key,
+    state_keys,
+)
+from harvester.archive.storage import Storage
 from harvester.errors import StorageError
 from harvester.models import DEVICE_TYPES, Device
-from harvester.plan.shards import HARVEST_DIR, state_keys
 
 log = structlog.get_logger(__name__)
 
-DEVICES_NAME: Final = "devices.json"
 #: Beyond these many days a column is an ISO week; beyond the second, a month.
 DAYS_PER_DAY_COLUMN: Final = 92
 DAYS_PER_WEEK_COLUMN: Final = 3 * 366 + 31

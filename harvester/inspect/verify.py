@@ -17,8 +17,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from harvester.archive.layout import device_prefix, parse_day_key
-from harvester.archive.storage import Storage, is_temporary
+from harvester.archive.layout import device_prefix, is_temporary, parse_day_key
+from harvester.archive.storage import Storage
 from harvester.models import DayAvailability, Device
 
 

@@ -1,25 +1,21 @@
-"""PURE  ``--shard K/N``: which devices shard K of N harvests, and where it keeps its state.
+"""PURE  ``--shard K/N``: which devices shard K of N harvests.
 
 A device belongs to shard ``hash(uuid) mod N``, with a stable hash (BLAKE2b of the uuid, not
 Python's per-process ``hash``), so every process and machine agrees without talking to each
 other, and a device added to the account never moves the others. Each shard keeps its own
 checkpoint journal (a sub-folder of the checkpoint folder, which the unsharded journal ignores)
-and its own lock, so N shards share nothing but the storage.
+and its own lock (their keys: ``harvester.archive.layout``), so N shards share nothing but the
+storage.
 """
 
 from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Final
 
 from harvester.models import Device
-
-HARVEST_DIR: Final = "_harvest"
-CHECKPOINT_PREFIX: Final = f"{HARVEST_DIR}/checkpoint"
-LOCK_KEY: Final = f"{HARVEST_DIR}/lock"
 
 _SHARD = re.compile(r"^\s*(\d+)\s*/\s*(\d+)\s*$")
 
@@ -66,49 +62,3 @@ def shard_of(uuid: str, count: int) -> int:
 def devices_of(devices: Iterable[Device], shard: Shard | None) -> list[Device]:
     """The devices shard ``shard`` harvests (in the given order); all of them without one."""
     return [d for d in devices if shard is None or shard.owns(d.uuid)]
-
-
-def checkpoint_prefix(shard: Shard | None) -> str:
-    """The shard's own journal folder; the unsharded run keeps the top-level one."""
-    return CHECKPOINT_PREFIX if shard is None else f"{CHECKPOINT_PREFIX}/{shard.name}"
-
-
-def lock_key(shard: Shard | None) -> str:
-    return LOCK_KEY if shard is None else f"{LOCK_KEY}-{shard.name}"
-
-
-def journal_prefixes(keys: Sequence[str]) -> list[str]:
-    """Every journal folder (unsharded and each shard layout) among checkpoint keys.
-
-    ``keys`` are storage keys under the checkpoint folder; a journal is any folder holding a
-    snapshot or a segment, so a dataset harvested with different N is seen whole.
-    """
-    found: set[str] = set()
-    for key in keys:
-        folder, _, name = key.rpartition("/")
-        if folder.startswith(CHECKPOINT_PREFIX) and (
-            name == "snapshot.ckpt" or (name.startswith("seg-") and name.endswith(".jsonl"))
-        ):
-            found.add(folder)
-    return sorted(found)
-
-
-def state_key(shard: Shard | None, name: str) -> str:
-    """Where a run keeps the state file ``name`` (``devices.json``, ``availability.json``).
-
-    Each shard writes its own copy (``devices.shard-K-of-N.json``), so shards running at once
-    never overwrite one another's; readers merge every copy (``state_keys``).
-    """
-    if shard is None:
-        return f"{HARVEST_DIR}/{name}"
-    stem, _, extension = name.rpartition(".")
-    return f"{HARVEST_DIR}/{stem}.{shard.name}.{extension}"
-
-
-def state_keys(keys: Iterable[str], name: str) -> list[str]:
-    """Every copy of the state file ``name`` among ``keys``: the unsharded one and each shard's."""
-    stem, _, extension = name.rpartition(".")
-    pattern = re.compile(
-        rf"{HARVEST_DIR}/{re.escape(stem)}(\.shard-\d+-of-\d+)?\.{re.escape(extension)}"
-    )
-    return sorted(key for key in keys if pattern.fullmatch(key))

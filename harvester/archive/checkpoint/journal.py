@@ -43,18 +43,22 @@ import structlog
 from harvester import crashpoints
 from harvester.archive.checkpoint import format as fmt
 from harvester.archive.checkpoint.state import DayProgress, FinishedColumns, day_progress, resolve
-from harvester.archive.storage import Storage, is_temporary
+from harvester.archive.layout import (
+    CHECKPOINT_PREFIX,
+    CORRUPT_MARK,
+    SNAPSHOT_NAME,
+    is_temporary,
+    parse_segment_name,
+    segment_name,
+)
+from harvester.archive.storage import Storage
 from harvester.errors import StorageError
 from harvester.models import FailedWindow, FinishedWindow
 
-__all__ = ["CHECKPOINT_PREFIX", "CHECKPOINT_VERSION", "CheckpointJournal", "DayProgress"]
+__all__ = ["CHECKPOINT_VERSION", "CheckpointJournal", "DayProgress"]
 
 CHECKPOINT_VERSION: Final = fmt.CHECKPOINT_VERSION
-CHECKPOINT_PREFIX: Final = "_harvest/checkpoint"
-SNAPSHOT_NAME: Final = "snapshot.ckpt"
-CORRUPT_MARK: Final = ".corrupt-"
 
-_SEGMENT_NAME = re.compile(r"^seg-(\d+)-(\d+)-(.+)\.jsonl$")
 _UNSAFE_IN_NAME = re.compile(r"[^A-Za-z0-9_.-]")
 
 log = structlog.get_logger(__name__)
@@ -82,15 +86,15 @@ def _load(storage: Storage, prefix: str) -> _Loaded:
     has_snapshot = False
     for key in storage.list_files(prefix):
         name = key[len(prefix) + 1 :]
-        match = _SEGMENT_NAME.match(name)
+        segment = parse_segment_name(name)
         if "/" in name:
             continue  # a nested folder is another journal's (e.g. one per shard)
         if is_temporary(key):
             leftovers.append(key)
         elif key == snapshot_key:
             has_snapshot = True
-        elif match:
-            segments.append((int(match[1]), int(match[2]), match[3], key))
+        elif segment is not None:
+            segments.append((*segment, key))
         elif CORRUPT_MARK not in name:
             warnings.append(f"unexpected file {key} in the checkpoint folder, left alone")
     tables: list[pa.Table] = []
@@ -320,8 +324,7 @@ class CheckpointJournal:
                 entries, self._buffer = self._buffer, []
             if not entries:
                 return
-            name = f"seg-{self._generation:010d}-{self._seq:08d}-{self._run_id}.jsonl"
-            key = f"{self._prefix}/{name}"
+            key = f"{self._prefix}/{segment_name(self._generation, self._seq, self._run_id)}"
             blob = fmt.encode_segment(self._run_id, self._generation, self._seq, entries)
             try:
                 self._storage.write_file(key, _writer(blob))

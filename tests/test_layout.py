@@ -20,11 +20,13 @@ from harvester.archive.layout import (
     day_file_key,
     decode_value,
     encode_value,
+    is_temporary,
+    key_kind,
     parse_day_key,
     unusable_uuid,
 )
 from harvester.archive.sink import ParquetSink, SchemaRegistry, WindowRows
-from harvester.archive.storage import LocalStorage, is_temporary
+from harvester.archive.storage import LocalStorage
 from harvester.errors import StorageError
 from harvester.inspect.report import stored_rows
 from harvester.inspect.verify import day_files
@@ -205,3 +207,17 @@ def test_report_and_verify_see_raw_uuids(tmp_path: Path) -> None:
     assert {uuid: days[DAY] for (_, uuid), days in stored_rows(storage).items()} == rows
     for uuid in rows:
         assert list(day_files(storage, Device(uuid, "FMD", ""))) == [DAY]
+
+
+@pytest.mark.parametrize(
+    ("key", "kind"),
+    [
+        ("device_type=FMD/device_id=7/day=2024-01-01/7_2024-01-01.parquet", "day"),
+        ("_harvest/checkpoint/seg-0000000001-00000000-r.jsonl", "segment"),
+        ("_harvest/checkpoint/snapshot.ckpt", "snapshot"),
+        ("_harvest/devices.json", "other"),
+    ],
+)
+def test_key_kind_names_what_a_key_holds(key: str, kind: str) -> None:
+    """Keys map to the kinds named in write_<kind>/torn_<kind> points."""
+    assert key_kind(key) == kind
