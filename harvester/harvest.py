@@ -42,7 +42,8 @@ from harvester.archive.storage import LocalStorage, Storage
 from harvester.config import HarvestConfig, require_credentials
 from harvester.errors import ConfigError, HarvesterError, InternalError, RemoteError, StorageError
 from harvester.fetch.backoff import RetryPolicy
-from harvester.fetch.pool import PoolStats, RequestGate, WindowPool, describe_stats
+from harvester.fetch.gate import RequestGate
+from harvester.fetch.pool import PoolStats, WindowPool, describe_stats
 from harvester.fetch.retrying import with_retries
 from harvester.models import DayAvailability, Device, FailedDevice, WindowJob
 from harvester.plan.planner import Plan, plan_windows

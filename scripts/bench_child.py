@@ -128,7 +128,7 @@ def capture(args: argparse.Namespace) -> dict[str, Any]:
     from harvester.api.client import SensitClient
     from harvester.archive.checkpoint.journal import CheckpointJournal
     from harvester.archive.storage import LocalStorage
-    from harvester.fetch.pool import RequestGate
+    from harvester.fetch.gate import RequestGate
     from harvester.harvest import client_settings, discover, make_plan
     from harvester.logging import configure_logging
 

@@ -18,7 +18,7 @@ from typing import Any
 
 from asyncio_throttle import Throttler  # type: ignore[import-untyped]  # no type information
 
-from harvester.fetch.pool import RequestGate
+from harvester.fetch.gate import RequestGate
 
 RATES = (5, 50, 200, 500)
 TASKS = 16

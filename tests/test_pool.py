@@ -17,7 +17,8 @@ from harvester.archive.sink import ParquetSink, SchemaRegistry
 from harvester.archive.storage import LocalStorage
 from harvester.errors import RateLimitedError
 from harvester.fetch.backoff import OwnRateLimitedError, RetryPolicy
-from harvester.fetch.pool import RequestGate, WindowPool
+from harvester.fetch.gate import RequestGate
+from harvester.fetch.pool import WindowPool
 from harvester.models import Device, WindowJob
 from tests.support.counting_gate import CountingGate
 

@@ -25,7 +25,7 @@ from harvester.cli.common import (
 from harvester.cli.progress import RunProgress
 from harvester.config import HarvestConfig
 from harvester.errors import Interrupted
-from harvester.fetch.pool import RequestGate
+from harvester.fetch.gate import RequestGate
 from harvester.harvest import (
     RunSummary,
     client_settings,

@@ -20,7 +20,7 @@ from harvester.cli.common import (
     setup_logging,
 )
 from harvester.config import HarvestConfig
-from harvester.fetch.pool import RequestGate
+from harvester.fetch.gate import RequestGate
 from harvester.harvest import (
     client_settings,
     discover,

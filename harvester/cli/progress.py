@@ -11,7 +11,8 @@ import structlog
 from rich.progress import BarColumn, Progress, TextColumn
 
 from harvester.api.client import SensitClient
-from harvester.fetch.pool import RequestGate, WindowPool
+from harvester.fetch.gate import RequestGate
+from harvester.fetch.pool import WindowPool
 
 log = structlog.get_logger(__name__)
 

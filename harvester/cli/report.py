@@ -18,7 +18,7 @@ from harvester.archive.layout import HARVEST_DIR
 from harvester.cli.common import add_common_options, load_config, setup_logging
 from harvester.config import HarvestConfig
 from harvester.errors import StorageError
-from harvester.fetch.pool import RequestGate
+from harvester.fetch.gate import RequestGate
 from harvester.harvest import (
     client_settings,
     discover,

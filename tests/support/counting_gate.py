@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from harvester.fetch.pool import RequestGate
+from harvester.fetch.gate import RequestGate
 
 
 class CountingGate(RequestGate):
