@@ -39,7 +39,7 @@ from harvester.archive.layout import (
 from harvester.archive.objectstore import ObjectStorage, local_path, open_location
 from harvester.archive.sink import ParquetSink, SchemaRegistry
 from harvester.archive.storage import LocalStorage, Storage
-from harvester.config import HarvestConfig, require_credentials
+from harvester.config import HarvestConfig
 from harvester.errors import ConfigError, HarvesterError, InternalError, RemoteError, StorageError
 from harvester.fetch.backoff import RetryPolicy
 from harvester.fetch.gate import RequestGate
@@ -118,24 +118,6 @@ def read_all_checkpoints(storage: Storage) -> CheckpointJournal:
     """A read-only view of every journal (unsharded and each shard's): the whole dataset."""
     prefixes = journal_prefixes(storage.list_files(CHECKPOINT_PREFIX))
     return CheckpointJournal.open_all(storage, prefixes)
-
-
-def client_settings(config: HarvestConfig) -> ClientSettings:
-    email, password = require_credentials(config)
-    return ClientSettings(
-        base_url=config.base_url,
-        email=email,
-        password=password,
-        concurrency=config.concurrency,
-        connect_timeout_s=config.connect_timeout_s,
-        read_timeout_s=config.read_timeout_s,
-        signin_path=config.signin_path,
-        devices_path=config.devices_path,
-        dates_path=config.dates_path,
-        records_path=config.records_path,
-        ca_bundle=str(config.ca_bundle) if config.ca_bundle else None,
-        max_response_bytes=config.max_response_mb << 20,
-    )
 
 
 def retry_policy(config: HarvestConfig) -> RetryPolicy:
@@ -290,7 +272,7 @@ async def run_harvest(
     on_pool: Callable[[WindowPool, RequestGate, SensitClient], None] | None = None,
 ) -> RunSummary:
     """The back-fill. ``on_pool`` lets the CLI attach a progress display to a live run."""
-    settings = client_settings(config)
+    settings = ClientSettings.from_config(config)
     storage = open_storage(config)
     run_id = new_run_id()
     summary = RunSummary(run_id=run_id, started_at=dt.datetime.now(dt.UTC).isoformat())

@@ -53,6 +53,8 @@ def test_none_flags_do_not_override() -> None:
         ({"timezone": "Mars/Olympus"}, "unknown time zone 'Mars/Olympus'"),
         ({"since": "2024-02-30"}, "--since: expected a date YYYY-MM-DD"),
         ({"base_url": "ftp://x"}, "--base-url: expected an http:// or https:// URL"),
+        ({"base_url": "127.0.0.1:8080"}, "--base-url: expected an http:// or https:// URL"),
+        ({"base_url": "http://"}, "--base-url: expected an http:// or https:// URL"),
         ({"base_url": "http://host:99999"}, "is not a number from 0 to 65535"),
         ({"since": "2024-03-02", "until": "2024-03-01"}, "is after --until"),
         ({"devices": " , "}, "--devices: expected one or more device uuids"),

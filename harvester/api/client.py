@@ -35,10 +35,9 @@ from harvester.api.replies import (
     transport_error,
 )
 from harvester.api.wire import jwt_claims, number
-from harvester.config import DEFAULT_MAX_RESPONSE_MB
+from harvester.config import DEFAULT_MAX_RESPONSE_MB, HarvestConfig, require_credentials
 from harvester.errors import (
     AuthError,
-    ConfigError,
     RateLimitedError,
     RemoteError,
     ServerError,
@@ -59,7 +58,11 @@ _Decoded = TypeVar("_Decoded")
 
 @dataclass(frozen=True)
 class ClientSettings:
-    """Where and how to reach SENSIT Connect. ``password`` is kept out of ``repr``."""
+    """Where and how to reach SENSIT Connect. ``password`` is kept out of ``repr``.
+
+    Made from a ``HarvestConfig`` by ``from_config``; the values are not checked again here:
+    ``harvester.config`` validates every option once, naming the flag a user would fix.
+    """
 
     base_url: str
     email: str
@@ -75,21 +78,25 @@ class ClientSettings:
     refresh_margin_s: float = 300.0
     max_response_bytes: int = DEFAULT_MAX_RESPONSE_MB << 20
 
-    def __post_init__(self) -> None:
-        try:
-            url = yarl.URL(self.base_url)
-        except (TypeError, ValueError) as exc:
-            raise ConfigError(f"--base-url {self.base_url!r} is not a URL: {exc}") from None
-        if url.scheme not in ("http", "https") or not url.host:
-            raise ConfigError(
-                f"--base-url must be an http:// or https:// URL with a host, got {self.base_url!r}"
-            )
-        if self.concurrency < 1:
-            raise ConfigError(f"concurrency must be at least 1, got {self.concurrency}")
-        if self.connect_timeout_s <= 0 or self.read_timeout_s <= 0:
-            raise ConfigError("connect and read timeouts must be positive")
-        if self.max_response_bytes < 1:
-            raise ConfigError("the maximum response size must be positive")
+    @classmethod
+    def from_config(cls, config: HarvestConfig) -> ClientSettings:
+        """The client's settings of a validated configuration (``ConfigError`` without
+        credentials)."""
+        email, password = require_credentials(config)
+        return cls(
+            base_url=config.base_url,
+            email=email,
+            password=password,
+            concurrency=config.concurrency,
+            connect_timeout_s=config.connect_timeout_s,
+            read_timeout_s=config.read_timeout_s,
+            signin_path=config.signin_path,
+            devices_path=config.devices_path,
+            dates_path=config.dates_path,
+            records_path=config.records_path,
+            ca_bundle=str(config.ca_bundle) if config.ca_bundle else None,
+            max_response_bytes=config.max_response_mb << 20,
+        )
 
     @property
     def shown_url(self) -> str:

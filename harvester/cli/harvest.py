@@ -12,7 +12,7 @@ from typing import Any
 
 import structlog
 
-from harvester.api.client import SensitClient
+from harvester.api.client import ClientSettings, SensitClient
 from harvester.archive.checkpoint.journal import CheckpointJournal
 from harvester.archive.layout import checkpoint_prefix
 from harvester.cli.common import (
@@ -28,7 +28,6 @@ from harvester.errors import Interrupted
 from harvester.fetch.gate import RequestGate
 from harvester.harvest import (
     RunSummary,
-    client_settings,
     discover,
     make_plan,
     open_storage,
@@ -57,7 +56,7 @@ def _plan(args: argparse.Namespace) -> int:
 
 
 async def _plan_async(config: HarvestConfig) -> int:
-    settings = client_settings(config)
+    settings = ClientSettings.from_config(config)
     storage = open_storage(config)
     journal = CheckpointJournal.open(
         storage, "plan", prefix=checkpoint_prefix(config.shard), compact=False

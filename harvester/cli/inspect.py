@@ -9,7 +9,7 @@ from typing import Any
 
 import orjson
 
-from harvester.api.client import SensitClient
+from harvester.api.client import ClientSettings, SensitClient
 from harvester.archive.checkpoint.state import DayProgress
 from harvester.archive.layout import RUNS_PREFIX
 from harvester.cli.common import (
@@ -22,7 +22,6 @@ from harvester.cli.common import (
 from harvester.config import HarvestConfig
 from harvester.fetch.gate import RequestGate
 from harvester.harvest import (
-    client_settings,
     discover,
     open_existing_storage,
     read_all_checkpoints,
@@ -51,7 +50,7 @@ def _verify(args: argparse.Namespace) -> int:
 
 async def verify_command(config: HarvestConfig) -> int:
     """Print every mismatching device-day and a verdict; exit code 1 on any mismatch."""
-    settings = client_settings(config)
+    settings = ClientSettings.from_config(config)
     storage = open_existing_storage(config)
     async with SensitClient(settings) as client:
         discovery = await discover(

@@ -12,7 +12,7 @@ import datetime as dt
 from pathlib import Path
 from typing import Any
 
-from harvester.api.client import SensitClient
+from harvester.api.client import ClientSettings, SensitClient
 from harvester.archive.availability import DayCounts, read_availability
 from harvester.archive.layout import HARVEST_DIR
 from harvester.cli.common import add_common_options, load_config, setup_logging
@@ -20,7 +20,6 @@ from harvester.config import HarvestConfig
 from harvester.errors import StorageError
 from harvester.fetch.gate import RequestGate
 from harvester.harvest import (
-    client_settings,
     discover,
     open_storage,
     read_all_checkpoints,
@@ -109,7 +108,7 @@ def collect(config: HarvestConfig, *, verify: bool = False) -> Coverage:
 
 
 async def _server_days(config: HarvestConfig) -> DayCounts:
-    async with SensitClient(client_settings(config)) as client:
+    async with SensitClient(ClientSettings.from_config(config)) as client:
         found = await discover(client, config, RequestGate(config.rps))
     return {
         device.uuid: {a.day: a.count for a in days} for device, days in found.availability.items()
