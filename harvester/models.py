@@ -98,6 +98,13 @@ class FailedWindow:
         return self.start.date()
 
 
+def is_complete_day(stored: int, server_count: int, windows_failed: int) -> bool:
+    """The one definition of a complete device-day, used by ``status`` and ``report``: the
+    archive holds as many records as the server counts, the server counts some, and no window
+    of the day is failed (a failed window may hide records the count does not show yet)."""
+    return windows_failed == 0 and server_count > 0 and stored == server_count
+
+
 @dataclass(frozen=True, slots=True)
 class FailedDevice:
     """A listed device whose available dates could not be read: not harvested this run."""

@@ -100,7 +100,7 @@ def test_fresh_plan_covers_every_slot_of_every_day_with_data() -> None:
     plan = plan_windows(server.availability(), None, None, checkpoint.finished_for)
     assert spans(plan.jobs) == grid_slots(DAY) + grid_slots(DAY + dt.timedelta(days=1))
     assert (plan.devices, plan.days, plan.windows_total) == (1, 2, 24)
-    assert (plan.windows_reused, plan.days_complete) == (0, 0)
+    assert (plan.windows_reused, plan.days_up_to_date) == (0, 0)
     assert all(j.day_count == 1440 for j in plan.jobs)
     # The device has moved past the first day: all sealed. On its latest day the last slot
     # ends at midnight, after the last record (23:59): it stays open.
@@ -119,7 +119,7 @@ def test_second_plan_after_everything_finished_is_empty() -> None:
     assert second.jobs == []
     assert second.windows_total == first.windows_total == 12 + 8
     assert second.windows_reused == second.windows_total
-    assert second.days_complete == second.days == 2
+    assert second.days_up_to_date == second.days == 2
 
 
 def test_slots_after_the_last_record_are_not_planned() -> None:
@@ -159,7 +159,7 @@ def test_finished_day_in_progress_is_not_fetched_again_once_it_stops_changing() 
     )
     third = plan_windows(server.availability(), None, None, checkpoint.finished_for)
     assert third.jobs == []
-    assert third.days_complete == 1
+    assert third.days_up_to_date == 1
 
 
 def test_late_data_inside_sealed_windows_refetches_the_whole_day() -> None:
@@ -394,7 +394,7 @@ def test_repeated_runs_converge_on_exactly_the_servers_records(
         rounds += 1
         assert rounds <= 3
     final = plan_windows(server.availability(), lo, hi, checkpoint.finished_for)
-    assert final.days_complete == final.days
+    assert final.days_up_to_date == final.days
     assert final.windows_reused == final.windows_total
     for a in server.availability().get(SPOD, []):
         day_start, day_end = day_bounds(a.day)

@@ -68,7 +68,7 @@ async def _plan_async(config: HarvestConfig) -> int:
     to_fetch = len(plan.jobs)
     eta = estimate_seconds(to_fetch, config.rps, config.concurrency, latency_s=0.5)
     print(f"devices          {plan.devices}")
-    print(f"device-days      {plan.days} ({plan.days_complete} already complete)")
+    print(f"device-days      {plan.days} ({plan.days_up_to_date} up to date, nothing to fetch)")
     print(f"windows          {plan.windows_total} ({plan.windows_reused} already done)")
     print(f"to fetch         {to_fetch} windows")
     print(

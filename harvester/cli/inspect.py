@@ -27,6 +27,7 @@ from harvester.harvest import (
     read_all_checkpoints,
 )
 from harvester.inspect.verify import compare, format_mismatches
+from harvester.models import is_complete_day
 
 
 def register(commands: Any) -> None:
@@ -78,12 +79,12 @@ async def verify_command(config: HarvestConfig) -> int:
 
 
 def summarize(days: Sequence[DayProgress]) -> dict[str, int]:
-    """Totals over the checkpoint's device-days; complete = stored rows match the server."""
+    """Totals over the checkpoint's device-days (complete: ``models.is_complete_day``)."""
     return {
         "devices": len({d.device_uuid for d in days}),
         "days": len(days),
         "days_complete": sum(
-            1 for d in days if d.windows_failed == 0 and d.day_count and d.records == d.day_count
+            is_complete_day(d.records, d.day_count, d.windows_failed) for d in days
         ),
         "windows_finished": sum(d.windows_finished for d in days),
         "windows_failed": sum(d.windows_failed for d in days),

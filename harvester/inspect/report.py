@@ -8,7 +8,7 @@ against), the day files' footers (rows stored), ``_harvest/devices.json`` (names
 Each device-day gets one state, decided in this order (README "Coverage report")::
 
     failed       a window of the day gave up after its attempts (the next run retries it)
-    complete     rows stored = the server's count, and that count is > 0
+    complete     rows stored = the server's count, that count > 0 (``models.is_complete_day``)
     partial      some rows stored, but not the server's count
     missing      nothing stored although the server counts rows and the day was fetched
     not fetched  nothing stored, the server counts rows, the checkpoint has no window of it
@@ -45,7 +45,7 @@ from harvester.archive.layout import (
 )
 from harvester.archive.storage import Storage
 from harvester.errors import StorageError
-from harvester.models import DEVICE_TYPES, Device
+from harvester.models import DEVICE_TYPES, Device, is_complete_day
 
 log = structlog.get_logger(__name__)
 
@@ -131,10 +131,10 @@ class Coverage:
 
 def classify(stored: int, expected: int, windows_finished: int, windows_failed: int) -> CellState:
     """The state of one device-day (see the module docstring for the definitions)."""
+    if is_complete_day(stored, expected, windows_failed):
+        return CellState.COMPLETE
     if windows_failed > 0:
         return CellState.FAILED
-    if expected > 0 and stored == expected:
-        return CellState.COMPLETE
     if stored > 0:
         return CellState.PARTIAL
     if expected > 0:

@@ -48,8 +48,9 @@ class Plan:
     """Windows covering those days: to fetch plus reused."""
     windows_reused: int = 0
     """Windows skipped because the checkpoint already holds them."""
-    days_complete: int = 0
-    """Device-days with nothing to fetch."""
+    days_up_to_date: int = 0
+    """Device-days with nothing to fetch: the checkpoint holds every window, its counts agree
+    with the server's (``models.is_complete_day`` is what `status` calls complete)."""
 
     def by_day(self) -> dict[tuple[str, dt.date], list[WindowJob]]:
         """The jobs grouped per (device uuid, UTC day), in plan order."""
@@ -127,7 +128,7 @@ def plan_windows(
     Devices keep the mapping's order; days and windows are sorted.
     """
     jobs: list[WindowJob] = []
-    days = windows_total = windows_reused = days_complete = 0
+    days = windows_total = windows_reused = days_up_to_date = 0
     for device, available in availability.items():
         latest_day = max((a.day for a in available), default=None)
         for day_info in sorted(available, key=lambda a: a.day):
@@ -139,7 +140,7 @@ def plan_windows(
             days += 1
             windows_total += len(decision.pieces)
             windows_reused += len(decision.pieces) - len(decision.fetch)
-            days_complete += not decision.fetch
+            days_up_to_date += not decision.fetch
             jobs.extend(
                 WindowJob(
                     device=device,
@@ -163,7 +164,7 @@ def plan_windows(
         days=days,
         windows_total=windows_total,
         windows_reused=windows_reused,
-        days_complete=days_complete,
+        days_up_to_date=days_up_to_date,
     )
 
 
