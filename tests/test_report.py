@@ -102,6 +102,18 @@ def test_build_coverage_joins_checkpoint_files_and_recorded_counts() -> None:
     assert D1 not in clipped.rows[0].cells
 
 
+def test_legend_totals_count_every_drawn_cell_absent_days_as_no_data() -> None:
+    """The totals count what the picture draws: a device-day inside the drawn range that no
+    source knows of (absent from the server's list, nothing stored) is a no-data cell."""
+    progress = [DayProgress("1001", "FMD", D1, 12, 100, 100, 0)]
+    stored = {("FMD", "1001"): {D1: 100}, ("RAMP", "2002"): {D1 + dt.timedelta(days=3): 5}}
+    coverage = build_coverage([FMD], progress, stored, {"1001": {D1: 100}})
+    totals = coverage.state_totals()
+    # Two rows over four days: 8 cells, of which 2 known (1001 complete, 2002 partial).
+    assert totals == {CellState.COMPLETE: 1, CellState.PARTIAL: 1, CellState.NO_DATA: 6}
+    assert sum(totals.values()) == 2 * 4
+
+
 def test_current_server_counts_are_taken_as_they_are() -> None:
     """With --verify the server's count of now decides, not what the checkpoint planned."""
     progress = [DayProgress("1001", "FMD", D1, 12, 100, 100, 0)]

@@ -118,7 +118,13 @@ class Coverage:
     counts_from: str
 
     def state_totals(self) -> Counter[CellState]:
-        return Counter(cell.state for row in self.rows for cell in row.cells.values())
+        """Device-days of each state over the drawn range, as the picture shows them: a day no
+        source knows of (absent from the server's list, nothing stored) is a no-data cell."""
+        totals = Counter(cell.state for row in self.rows for cell in row.cells.values())
+        if self.first is not None and self.last is not None:
+            drawn = ((self.last - self.first).days + 1) * len(self.rows)
+            totals[CellState.NO_DATA] += drawn - sum(len(row.cells) for row in self.rows)
+        return totals
 
     @property
     def stored(self) -> int:
