@@ -125,11 +125,11 @@ def harvest(args: argparse.Namespace) -> dict[str, Any]:
 
 def capture(args: argparse.Namespace) -> dict[str, Any]:
     """The response bodies of the windows a run would fetch, saved as ``<n>.json`` files."""
-    from harvester.api.client import SensitClient
+    from harvester.api.client import ClientSettings, SensitClient
     from harvester.archive.checkpoint.journal import CheckpointJournal
     from harvester.archive.storage import LocalStorage
     from harvester.fetch.gate import RequestGate
-    from harvester.harvest import client_settings, discover, make_plan
+    from harvester.harvest import discover, make_plan
     from harvester.logging import configure_logging
 
     configure_logging("json", -1)
@@ -140,7 +140,7 @@ def capture(args: argparse.Namespace) -> dict[str, Any]:
     async def main() -> list[dict[str, Any]]:
         storage = LocalStorage(out / "journal")
         journal = CheckpointJournal.open(storage, "capture", compact=False)
-        async with SensitClient(client_settings(config)) as client:
+        async with SensitClient(ClientSettings.from_config(config)) as client:
             availability = (await discover(client, config, RequestGate(1e6))).availability
             plan = make_plan(config, availability, journal, storage)
             index = []
