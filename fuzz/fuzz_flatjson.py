@@ -159,7 +159,7 @@ def child(args: argparse.Namespace) -> int:
     module = load_sanitized(Path(args.build))
     from fuzz import mutations
     from harvester.errors import ShapeError
-    from harvester.records import native_reader, parse
+    from harvester.records import limits, native_reader, parse
 
     if getattr(native_reader, "_flatjson", None) is not module:
         raise SystemExit("the installed reader was imported before the sanitized one")
@@ -171,8 +171,11 @@ def child(args: argparse.Namespace) -> int:
     deadline = time.monotonic() + args.seconds
     executions = mismatches = 0
 
+    # The shape scan's own bounds, as check_shape passes them (the envelope is one more name).
+    scan_limits = (limits.MAX_DEPTH, limits.MAX_FIELDS + 1)
+
     def oracle(body: bytes) -> str | None:
-        return _differences(body, native_reader, parse, ShapeError)
+        return _differences(body, native_reader, parse, ShapeError, scan_limits)
 
     for body in corpus:
         _remember(current, body)
@@ -221,15 +224,18 @@ def _keep(findings: Path, body: bytes, problem: str) -> None:
 
 
 def _differences(
-    body: bytes, native_reader: Any, parse: Any, shape_error: type[Exception]
+    body: bytes,
+    native_reader: Any,
+    parse: Any,
+    shape_error: type[Exception],
+    scan_limits: tuple[int, int],
 ) -> str | None:
     """What the oracle (module docstring) finds wrong with ``body``, or None."""
-    limits = (native_reader.MAX_DEPTH, native_reader.MAX_FIELDS + 1)
     # The Python scan costs a hundred times the C one: only bodies up to this size (nearly
     # every mutant) are scanned both ways.
     if len(body) <= PYTHON_SCAN_MAX:
-        scanned = native_reader.scan_shape(body, *limits)
-        by_python = native_reader.scan_shape_python(body, *limits)
+        scanned = native_reader.scan_shape(body, *scan_limits)
+        by_python = native_reader.scan_shape_python(body, *scan_limits)
         if scanned != by_python:
             return f"scan_shape: C {scanned} != Python {by_python}"
     try:

@@ -22,7 +22,13 @@ from hypothesis import strategies as st
 
 from harvester.errors import ShapeError
 from harvester.records import native_reader, parse
-from harvester.records.native_reader import MAX_FIELDS, NATIVE, _flatjson, read_flat_records
+from harvester.records.limits import (
+    INLINE_PARSE_MAX_BYTES,
+    MAX_FIELDS,
+    RELEASE_GIL_FROM_BYTES,
+    SMALL_BODY_MAX_BYTES,
+)
+from harvester.records.native_reader import NATIVE, _flatjson, read_flat_records
 from tests.support.native import read_validated
 from tests.support.strategies import json_scalars
 
@@ -298,7 +304,7 @@ def test_without_the_native_reader_every_body_goes_to_pyarrow(
     """An install without a C compiler still parses every body (through pyarrow.json)."""
     monkeypatch.setattr(native_reader, "_flatjson", None)
     assert read_flat_records(_GOOD_BODY) is None
-    assert parse.parse_window(_GOOD_BODY + b" " * parse.SMALL_BODY_MAX_BYTES).num_rows == 3
+    assert parse.parse_window(_GOOD_BODY + b" " * SMALL_BODY_MAX_BYTES).num_rows == 3
 
 
 def test_the_native_reader_is_built_where_a_c_compiler_is() -> None:
@@ -466,9 +472,10 @@ def test_records_times_fields_beyond_the_budget_are_refused_at_the_limit(fields:
     records = [_wide_record(fields - 2) for _ in range(300)]
     body = _dumps(records)
     cells = (300 + 1) * (fields + 1)
-    assert _flatjson.scan_shape(body, 64, 10_000)[1:] == (301, fields + 1)
-    assert _flatjson.read_columns(body, MAX_FIELDS, cells) is not None
-    assert _flatjson.read_columns(body, MAX_FIELDS, cells - 1) is None
+    release = RELEASE_GIL_FROM_BYTES
+    assert _flatjson.scan_shape(body, 64, 10_000, release)[1:] == (301, fields + 1)
+    assert _flatjson.read_columns(body, MAX_FIELDS, cells, release) is not None
+    assert _flatjson.read_columns(body, MAX_FIELDS, cells - 1, release) is None
 
 
 @pytest.mark.parametrize("native", [True, False], ids=["native", "pure-python"])
@@ -491,3 +498,25 @@ def test_a_body_whose_records_each_bring_new_fields_is_refused_within_the_budget
     windows = [parse.decode_window(_dumps(records[i : i + 40])) for i in range(0, 2000, 40)]
     tables = parse.type_windows(windows)
     assert [t.num_columns for t in tables] == [2 + 40 * 2] * 50
+
+
+def test_no_body_read_on_the_event_loop_lets_go_of_the_gil() -> None:
+    """The pool reads bodies up to INLINE_PARSE_MAX_BYTES on the event loop, and the native
+    reader keeps the GIL below RELEASE_GIL_FROM_BYTES: the loop never hands the GIL over
+    mid-read (getting it back can cost a whole switch interval)."""
+    assert INLINE_PARSE_MAX_BYTES < RELEASE_GIL_FROM_BYTES
+
+
+@needs_native
+def test_a_body_reads_alike_whether_the_gil_is_held_or_let_go_of() -> None:
+    """The size from which the reader lets go of the GIL is the caller's: reading and
+    scanning give the same answer either way, for a body read and for one refused."""
+    body = _dumps([_wide_record(5) for _ in range(200)])
+    for candidate in (body, body[:-1], body.replace(b'"k0"', b'"k\\u0030"')):
+        held = _flatjson.read_columns(candidate, MAX_FIELDS, 1_000_000, len(candidate) + 1)
+        let_go = _flatjson.read_columns(candidate, MAX_FIELDS, 1_000_000, 0)
+        assert held == let_go
+        assert _flatjson.scan_shape(candidate, 64, 100, len(candidate) + 1) == (
+            _flatjson.scan_shape(candidate, 64, 100, 0)
+        )
+    assert _flatjson.read_columns(body, MAX_FIELDS, 1_000_000, 0) is not None

@@ -14,9 +14,9 @@ from hypothesis import strategies as st
 
 from harvester.errors import ShapeError
 from harvester.records import native_reader, parse
-from harvester.records.native_reader import MAX_DEPTH, NATIVE
+from harvester.records.limits import MAX_DEPTH, SMALL_BODY_MAX_BYTES
+from harvester.records.native_reader import NATIVE
 from harvester.records.parse import (
-    SMALL_BODY_MAX_BYTES,
     build_array,
     decode_window,
     parse_window,

@@ -47,6 +47,7 @@ from harvester.fetch.backoff import RetryPolicy
 from harvester.fetch.gate import RequestGate
 from harvester.fetch.retrying import with_retries
 from harvester.models import FailedWindow, FinishedWindow, WindowJob
+from harvester.records.limits import INLINE_PARSE_MAX_BYTES
 from harvester.records.parse import DecodedWindow, decode_window, parse_window, type_windows
 
 log = structlog.get_logger(__name__)
@@ -54,10 +55,6 @@ log = structlog.get_logger(__name__)
 T = TypeVar("T")
 
 FetchWindow = Callable[[WindowJob], Awaitable[bytes]]
-#: Bodies up to this size are parsed on the event loop (under 1 ms): a thread hop costs more
-#: than that in wall time, since the thread must win the GIL back from the loop (up to the
-#: 5 ms switch interval) each time pyarrow re-acquires it.
-INLINE_PARSE_MAX_BYTES: Final = 32 * 1024
 #: Parsed windows held for their day's write beyond which no further day is opened.
 HELD_BYTES_BUDGET: Final = 64 * 1024 * 1024
 #: Days always allowed open (within ``days_in_flight``), whatever the budget: the one being

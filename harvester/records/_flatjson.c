@@ -38,11 +38,6 @@
  * row until the end, then an Arrow bitmap. */
 enum { KIND_NULL = 0, KIND_INT = 1, KIND_FLOAT = 2, KIND_STRING = 3, KIND_TIME = 4, KIND_BOOL = 5 };
 
-/* Bodies smaller than this are read holding the GIL: on the event loop, handing the GIL over
- * for a few microseconds of parsing can cost a wait of a whole switch interval to get it back
- * from a writer thread. */
-#define RELEASE_GIL_FROM 65536
-
 /* The bytes of body, or NULL with MemoryError. Built for the fuzzer (fuzz/), an exact-size copy
  * in *copy (which the caller frees): a bytes object ends with a NUL, so AddressSanitizer would
  * not report a read one byte past the body's end. */
@@ -379,8 +374,10 @@ static PyObject *column_tuple(const Column *c, Py_ssize_t rows) {
     return result;
 }
 
+/* The GIL is let go of while reading a body of release_gil_from bytes or more: the caller's
+ * choice (harvester/records/limits.py says why), since only it knows where bodies are read. */
 static PyObject *read_buffer(const char *data, Py_ssize_t size, Py_ssize_t max_fields,
-                             Py_ssize_t max_cells) {
+                             Py_ssize_t max_cells, Py_ssize_t release_gil_from) {
     if (size >= INT32_MAX) Py_RETURN_NONE;
     Reader r = {0};
     r.max_fields = max_fields;
@@ -388,7 +385,7 @@ static PyObject *read_buffer(const char *data, Py_ssize_t size, Py_ssize_t max_f
     r.p = (const unsigned char *)data;
     r.end = r.p + size;
     int ok;
-    PyThreadState *released = size >= RELEASE_GIL_FROM ? PyEval_SaveThread() : NULL;
+    PyThreadState *released = size >= release_gil_from ? PyEval_SaveThread() : NULL;
     for (const char *q = data; (q = memchr(q, '{', (size_t)(data + size - q))) != NULL; q++)
         r.max_rows++;
     ok = read_body(&r);
@@ -421,30 +418,35 @@ static PyObject *read_buffer(const char *data, Py_ssize_t size, Py_ssize_t max_f
 
 static PyObject *read_columns(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
     (void)module;
-    if (nargs != 3 || !PyBytes_Check(args[0])) {
-        PyErr_SetString(PyExc_TypeError, "read_columns() takes bytes, max_fields, max_cells");
+    if (nargs != 4 || !PyBytes_Check(args[0])) {
+        PyErr_SetString(PyExc_TypeError,
+                        "read_columns() takes bytes, max_fields, max_cells, release_gil_from");
         return NULL;
     }
     Py_ssize_t max_fields = PyLong_AsSsize_t(args[1]);
     if (max_fields == -1 && PyErr_Occurred()) return NULL;
     Py_ssize_t max_cells = PyLong_AsSsize_t(args[2]);
     if (max_cells == -1 && PyErr_Occurred()) return NULL;
+    Py_ssize_t release_gil_from = PyLong_AsSsize_t(args[3]);
+    if (release_gil_from == -1 && PyErr_Occurred()) return NULL;
     char *copy;
     const char *data = body_bytes(args[0], &copy);
     if (!data) return NULL;
-    PyObject *result = read_buffer(data, PyBytes_GET_SIZE(args[0]), max_fields, max_cells);
+    PyObject *result = read_buffer(data, PyBytes_GET_SIZE(args[0]), max_fields, max_cells,
+                                   release_gil_from);
     free(copy);
     return result;
 }
 
 static PyMethodDef methods[] = {
     {"read_columns", (PyCFunction)(void (*)(void))read_columns, METH_FASTCALL,
-     "read_columns(body: bytes, max_fields: int, max_cells: int) -> "
+     "read_columns(body: bytes, max_fields: int, max_cells: int, release_gil_from: int) -> "
      "(rows, [(name, kind, nulls, validity, values, chars)]) or None when the body is not "
      "{\"data\": [flat records]} read exactly as pyarrow.json reads it, or its records hold "
      "more than max_fields fields, or (records + 1) x (fields + 1) > max_cells."},
     {"scan_shape", (PyCFunction)(void (*)(void))scan_shape, METH_FASTCALL,
-     "scan_shape(body: bytes, max_depth: int, max_names: int) -> (depth, objects, names): "
+     "scan_shape(body: bytes, max_depth: int, max_names: int, release_gil_from: int) -> "
+     "(depth, objects, names): "
      "the deepest nesting of arrays and objects, the objects and the distinct key names, "
      "outside texts; the scan stops once depth > max_depth or names > max_names."},
     {NULL, NULL, 0, NULL},

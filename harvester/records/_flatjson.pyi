@@ -3,6 +3,8 @@
 _Column = tuple[str, int, int, bytes | None, bytes | None, bytes | None]
 
 def read_columns(
-    body: bytes, max_fields: int, max_cells: int
+    body: bytes, max_fields: int, max_cells: int, release_gil_from: int
 ) -> tuple[int, list[_Column]] | None: ...
-def scan_shape(body: bytes, max_depth: int, max_names: int) -> tuple[int, int, int]: ...
+def scan_shape(
+    body: bytes, max_depth: int, max_names: int, release_gil_from: int
+) -> tuple[int, int, int]: ...

@@ -33,14 +33,17 @@ static void add_name(Names *names, const unsigned char *s, Py_ssize_t n) {
 
 static PyObject *scan_shape(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
     (void)module;
-    if (nargs != 3 || !PyBytes_Check(args[0])) {
-        PyErr_SetString(PyExc_TypeError, "scan_shape() takes bytes, max_depth, max_names");
+    if (nargs != 4 || !PyBytes_Check(args[0])) {
+        PyErr_SetString(PyExc_TypeError,
+                        "scan_shape() takes bytes, max_depth, max_names, release_gil_from");
         return NULL;
     }
     Py_ssize_t max_depth = PyLong_AsSsize_t(args[1]);
     if (max_depth == -1 && PyErr_Occurred()) return NULL;
     Py_ssize_t max_names = PyLong_AsSsize_t(args[2]);
     if (max_names == -1 && PyErr_Occurred()) return NULL;
+    Py_ssize_t release_gil_from = PyLong_AsSsize_t(args[3]);
+    if (release_gil_from == -1 && PyErr_Occurred()) return NULL;
     if (max_names < 0 || max_names > (1 << 24)) {
         PyErr_SetString(PyExc_ValueError, "scan_shape(): max_names out of range");
         return NULL;
@@ -65,7 +68,7 @@ static PyObject *scan_shape(PyObject *module, PyObject *const *args, Py_ssize_t 
     Py_ssize_t size = PyBytes_GET_SIZE(args[0]);
     const unsigned char *end = p + size;
     Py_ssize_t depth = 0, deepest = 0, objects = 0;
-    PyThreadState *released = size >= RELEASE_GIL_FROM ? PyEval_SaveThread() : NULL;
+    PyThreadState *released = size >= release_gil_from ? PyEval_SaveThread() : NULL;
     while (p < end && deepest <= max_depth && names.count <= max_names) {
         unsigned char c = *p++;
         if (c == '"') {

@@ -21,6 +21,7 @@ from typing import Final
 import pyarrow as pa
 
 from harvester.errors import MalformedReplyError
+from harvester.records.limits import MAX_CELLS, MAX_DEPTH, MAX_FIELDS, RELEASE_GIL_FROM_BYTES
 from harvester.records.schema import TIMESTAMP
 
 try:
@@ -42,24 +43,6 @@ _KIND_TYPES: Final = {
 }
 
 
-# pyarrow.json, json and parse.py's builders recurse once per level of nesting: pyarrow.json
-# overflows the C stack (SIGSEGV) somewhere between 5,000 and 20,000 levels on an 8 MiB stack
-# (less on a smaller thread stack), json raises RecursionError near 1,000, orjson refuses
-# beyond 1,024 and, writing a nested value as text (json_text), beyond 255. A records body is
-# 3 levels deep (envelope, list, flat record), and the API documents nothing deeper than one
-# nested object; 64 leaves any plausible nested value 61 levels while staying far below
-# every limit above, whatever the thread's stack.
-MAX_DEPTH: Final = 64
-# The most fields the records of one body may hold, and the most cells (objects x distinct
-# names, the envelope counted as one of each) its table may have. A 2-hour SPOD window at
-# 1 Hz holds 18 fields and 137,000 cells; a body at the default response cap (32 MiB) of
-# such records about 1.8 million. Beyond 4 million cells the body is refused: the reader then
-# holds at most ~72 MB of columns (twice the cells, 9 bytes each, while they grow), where it
-# took 108 MB more for one record of 300 fields, and pyarrow.json ~500 MB for a 450 KB body of
-# 8,000 records of a new field each; every reader of the table after it is bounded alike.
-MAX_FIELDS: Final = 4096
-MAX_CELLS: Final = 4_000_000
-
 # A text (to its closing quote, or to the end without one), with the ':' making it a key; or
 # a bracket. The text's loop is unrolled: a run of plain bytes per step, not one byte.
 _TOKEN: Final = re.compile(rb'"([^"\\]*(?:\\.[^"\\]*)*)(?:"([ \t\n\r]*:)?)?|[\[\]{}]', re.DOTALL)
@@ -71,7 +54,7 @@ def scan_shape(body: bytes, max_depth: int, max_names: int) -> tuple[int, int, i
     once the depth passes ``max_depth`` or the names ``max_names``. It cannot itself recurse;
     in C when the native reader is built."""
     if _flatjson is not None:
-        return _flatjson.scan_shape(body, max_depth, max_names)
+        return _flatjson.scan_shape(body, max_depth, max_names, RELEASE_GIL_FROM_BYTES)
     return scan_shape_python(body, max_depth, max_names)
 
 
@@ -122,7 +105,7 @@ def read_flat_records(body: bytes) -> pa.Table | None:
     records hold more than ``MAX_FIELDS`` fields or ``MAX_CELLS`` cells)."""
     if _flatjson is None:
         return None
-    read = _flatjson.read_columns(body, MAX_FIELDS, MAX_CELLS)
+    read = _flatjson.read_columns(body, MAX_FIELDS, MAX_CELLS, RELEASE_GIL_FROM_BYTES)
     if read is None:
         return None
     rows, columns = read

@@ -37,12 +37,12 @@ import pyarrow as pa
 import pyarrow.json as pa_json
 
 from harvester.errors import MalformedReplyError, ShapeError
-from harvester.records.native_reader import MAX_CELLS, check_shape, read_flat_records
+from harvester.records.limits import MAX_CELLS, SMALL_BODY_MAX_BYTES
+from harvester.records.native_reader import check_shape, read_flat_records
 from harvester.records.schema import TIMESTAMP, coerce_array, json_text
 
 ID_FIELD: Final = "_id"
 DATE_FIELD: Final = "date"
-SMALL_BODY_MAX_BYTES: Final = 16 * 1024
 _MIN_BLOCK: Final = 1 << 20
 # Every text pyarrow.json may read as a timestamp starts YYYY-MM-DD. When a body holds more
 # such texts than records' own "date": values, or more of those than records (a nested
