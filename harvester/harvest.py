@@ -302,7 +302,7 @@ async def run_harvest(
                 "plan_ready",
                 devices=plan.devices,
                 days=plan.days,
-                windows=len(plan.jobs),
+                windows=plan.windows_to_fetch,
                 reused=plan.windows_reused,
             )
             schemas = SchemaRegistry(storage)
@@ -324,7 +324,7 @@ async def run_harvest(
                 # The live counters: whatever stops the pool, the summary tells what it did.
                 summary.pool = pool.stats
                 try:
-                    await pool.run(plan.jobs)
+                    await pool.run(plan.jobs(), plan.windows_to_fetch)
                     if not stop.is_set():
                         _check_settled(pool.stats)
                         await _align_widened(sink, schemas, executor, config.shard)

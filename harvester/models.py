@@ -6,8 +6,12 @@ All datetimes are timezone-aware UTC. Intervals are half-open: ``[start, end)``.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Final, Literal
+from typing import Final, Literal, overload
+
+import numpy as np
+import numpy.typing as npt
 
 DeviceType = Literal["FMD", "SPOD", "RAMP"]
 DEVICE_TYPES: Final[tuple[DeviceType, ...]] = ("FMD", "SPOD", "RAMP")
@@ -36,6 +40,65 @@ class DayAvailability:
     day: dt.date
     count: int
     last_record: dt.datetime
+
+
+_EPOCH: Final = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+_MS: Final = dt.timedelta(milliseconds=1)
+
+
+class DeviceDays(Sequence[DayAvailability]):
+    """One device's available days, sorted by day, held as three arrays (20 bytes a day).
+
+    A fleet of 1,000 devices over 5 years has 1.4 million available days: as
+    ``DayAvailability`` objects they took ~240 MB, which alone broke the plan's memory bound.
+    Items are made on access; the planner reads the arrays directly.
+    """
+
+    __slots__ = ("counts", "days", "last_ms")
+
+    def __init__(
+        self,
+        days: npt.NDArray[np.int32],
+        counts: npt.NDArray[np.int64],
+        last_ms: npt.NDArray[np.int64],
+    ) -> None:
+        #: Proleptic Gregorian ordinals (``date.toordinal``), ascending.
+        self.days = days
+        self.counts = counts
+        #: The newest record of each day, in milliseconds since the epoch (UTC).
+        self.last_ms = last_ms
+
+    @classmethod
+    def of(cls, entries: Iterable[DayAvailability]) -> DeviceDays:
+        ordered = sorted(entries, key=lambda entry: entry.day)
+        return cls(
+            np.array([e.day.toordinal() for e in ordered], np.int32),
+            np.array([e.count for e in ordered], np.int64),
+            np.array([(e.last_record - _EPOCH) // _MS for e in ordered], np.int64),
+        )
+
+    def __len__(self) -> int:
+        return len(self.days)
+
+    @overload
+    def __getitem__(self, index: int) -> DayAvailability: ...
+    @overload
+    def __getitem__(self, index: slice) -> Sequence[DayAvailability]: ...
+    def __getitem__(self, index: int | slice) -> DayAvailability | Sequence[DayAvailability]:
+        if isinstance(index, slice):
+            return DeviceDays(self.days[index], self.counts[index], self.last_ms[index])
+        return DayAvailability(
+            dt.date.fromordinal(int(self.days[index])),
+            int(self.counts[index]),
+            _EPOCH + int(self.last_ms[index]) * _MS,
+        )
+
+    def __iter__(self) -> Iterator[DayAvailability]:
+        for index in range(len(self.days)):
+            yield self[index]
+
+    def __repr__(self) -> str:
+        return f"DeviceDays({len(self)} days)"
 
 
 @dataclass(frozen=True, slots=True)

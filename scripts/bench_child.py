@@ -144,7 +144,7 @@ def capture(args: argparse.Namespace) -> dict[str, Any]:
             availability = (await discover(client, config, RequestGate(1e6))).availability
             plan = make_plan(config, availability, journal, storage)
             index = []
-            for number, job in enumerate(plan.jobs):
+            for number, job in enumerate(plan.jobs()):
                 body = await client.fetch_window(job.device, job.start, job.end)
                 (out / f"{number:06d}.json").write_bytes(body)
                 index.append({"file": f"{number:06d}.json", "day": f"{job.device.uuid}/{job.day}"})

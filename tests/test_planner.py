@@ -13,7 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from harvester.models import DayAvailability, Device, FinishedWindow, WindowJob
+from harvester.models import DayAvailability, Device, DeviceDays, FinishedWindow, WindowJob
 from harvester.plan.planner import Plan, estimate_seconds, plan_windows
 from harvester.plan.windows import day_bounds, grid_slots, local_days_to_utc
 
@@ -21,6 +21,10 @@ UTC = dt.UTC
 SPOD = Device(uuid="1041", type="SPOD", name="METEC 1041")
 RAMP = Device(uuid="2001", type="RAMP", name="RAMP 2001")
 DAY = dt.date(2024, 2, 5)
+
+
+def by_day(plan: Plan) -> dict[tuple[str, dt.date], list[WindowJob]]:
+    return {(group[0].device.uuid, group[0].day): group for group in plan.day_jobs()}
 
 
 def at(hour: int, minute: int = 0, day: dt.date = DAY) -> dt.datetime:
@@ -64,6 +68,9 @@ class FakeCheckpoint:
     def finished_for(self, uuid: str, day: dt.date) -> Sequence[FinishedWindow]:
         return list(self.entries.get((uuid, day), {}).values())
 
+    def finished_days(self, uuid: str) -> set[int]:
+        return {day.toordinal() for (owner, day) in self.entries if owner == uuid}
+
     def finish(self, job: WindowJob, records: int) -> None:
         window = FinishedWindow(
             device_uuid=job.device.uuid,
@@ -77,10 +84,13 @@ class FakeCheckpoint:
         self.entries.setdefault((job.device.uuid, job.day), {})[job.start, job.end] = window
 
 
-def fetch_all(plan: Plan, server: FakeServer, checkpoint: FakeCheckpoint) -> None:
-    """Run a plan against the fake server: every job succeeds with the server's rows."""
-    for job in plan.jobs:
+def fetch_all(plan: Plan, server: FakeServer, checkpoint: FakeCheckpoint) -> list[WindowJob]:
+    """Run a plan against the fake server: every job succeeds with the server's rows. Returns
+    the jobs run (a plan decides each day when it reaches it, so they are taken first)."""
+    jobs = list(plan.jobs())
+    for job in jobs:
         checkpoint.finish(job, server.count_between(job.device, job.start, job.end))
+    return jobs
 
 
 def every_minute(start: dt.datetime, end: dt.datetime, step_s: int = 60) -> list[dt.datetime]:
@@ -98,13 +108,13 @@ def test_fresh_plan_covers_every_slot_of_every_day_with_data() -> None:
     server.add(SPOD, every_minute(at(0), at(0, day=DAY + dt.timedelta(days=2))))
     checkpoint = FakeCheckpoint()
     plan = plan_windows(server.availability(), None, None, checkpoint.finished_for)
-    assert spans(plan.jobs) == grid_slots(DAY) + grid_slots(DAY + dt.timedelta(days=1))
+    assert spans(list(plan.jobs())) == grid_slots(DAY) + grid_slots(DAY + dt.timedelta(days=1))
     assert (plan.devices, plan.days, plan.windows_total) == (1, 2, 24)
     assert (plan.windows_reused, plan.days_up_to_date) == (0, 0)
-    assert all(j.day_count == 1440 for j in plan.jobs)
+    assert all(j.day_count == 1440 for j in list(plan.jobs()))
     # The device has moved past the first day: all sealed. On its latest day the last slot
     # ends at midnight, after the last record (23:59): it stays open.
-    assert [j.sealed for j in plan.jobs] == [True] * 12 + [True] * 11 + [False]
+    assert [j.sealed for j in list(plan.jobs())] == [True] * 12 + [True] * 11 + [False]
 
 
 def test_second_plan_after_everything_finished_is_empty() -> None:
@@ -116,7 +126,7 @@ def test_second_plan_after_everything_finished_is_empty() -> None:
     first = plan_windows(server.availability(), None, None, checkpoint.finished_for)
     fetch_all(first, server, checkpoint)
     second = plan_windows(server.availability(), None, None, checkpoint.finished_for)
-    assert second.jobs == []
+    assert list(second.jobs()) == []
     assert second.windows_total == first.windows_total == 12 + 8
     assert second.windows_reused == second.windows_total
     assert second.days_up_to_date == second.days == 2
@@ -127,8 +137,8 @@ def test_slots_after_the_last_record_are_not_planned() -> None:
     server = FakeServer()
     server.add(SPOD, every_minute(at(0), at(9, 31)))
     plan = plan_windows(server.availability(), None, None, FakeCheckpoint().finished_for)
-    assert spans(plan.jobs) == grid_slots(DAY)[:5]
-    assert [j.sealed for j in plan.jobs] == [True] * 4 + [False]
+    assert spans(list(plan.jobs())) == grid_slots(DAY)[:5]
+    assert [j.sealed for j in list(plan.jobs())] == [True] * 4 + [False]
 
 
 def test_day_in_progress_refetches_only_the_unsealed_window_and_new_slots() -> None:
@@ -141,7 +151,7 @@ def test_day_in_progress_refetches_only_the_unsealed_window_and_new_slots() -> N
     )
     server.add(SPOD, every_minute(at(9, 31), at(13, 11)))
     plan = plan_windows(server.availability(), None, None, checkpoint.finished_for)
-    assert spans(plan.jobs) == grid_slots(DAY)[4:7]
+    assert spans(list(plan.jobs())) == grid_slots(DAY)[4:7]
     assert (plan.windows_total, plan.windows_reused) == (7, 4)
 
 
@@ -158,7 +168,7 @@ def test_finished_day_in_progress_is_not_fetched_again_once_it_stops_changing() 
         plan_windows(server.availability(), None, None, checkpoint.finished_for), server, checkpoint
     )
     third = plan_windows(server.availability(), None, None, checkpoint.finished_for)
-    assert third.jobs == []
+    assert list(third.jobs()) == []
     assert third.days_up_to_date == 1
 
 
@@ -173,10 +183,10 @@ def test_late_data_inside_sealed_windows_refetches_the_whole_day() -> None:
     )
     server.add(SPOD, [at(5, 0) + dt.timedelta(seconds=30)])
     plan = plan_windows(server.availability(), None, hi, checkpoint.finished_for)
-    assert spans(plan.jobs) == grid_slots(DAY)[:10]
-    assert all(j.day_count == 1441 for j in plan.jobs)
+    assert spans(list(plan.jobs())) == grid_slots(DAY)[:10]
+    assert all(j.day_count == 1441 for j in list(plan.jobs()))
     fetch_all(plan, server, checkpoint)
-    assert plan_windows(server.availability(), None, hi, checkpoint.finished_for).jobs == []
+    assert not list(plan_windows(server.availability(), None, hi, checkpoint.finished_for).jobs())
 
 
 def test_late_data_in_a_finished_day_is_found_within_two_runs() -> None:
@@ -189,12 +199,12 @@ def test_late_data_in_a_finished_day_is_found_within_two_runs() -> None:
     )
     server.add(SPOD, [at(5, 0) + dt.timedelta(seconds=30)])
     first = plan_windows(server.availability(), None, None, checkpoint.finished_for)
-    assert spans(first.jobs) == grid_slots(DAY)[-1:]
+    assert spans(list(first.jobs())) == grid_slots(DAY)[-1:]
     fetch_all(first, server, checkpoint)
     second = plan_windows(server.availability(), None, None, checkpoint.finished_for)
-    assert spans(second.jobs) == grid_slots(DAY)
+    assert spans(list(second.jobs())) == grid_slots(DAY)
     fetch_all(second, server, checkpoint)
-    assert plan_windows(server.availability(), None, None, checkpoint.finished_for).jobs == []
+    assert not list(plan_windows(server.availability(), None, None, checkpoint.finished_for).jobs())
 
 
 def test_late_data_during_catch_up_is_found_by_the_record_sum() -> None:
@@ -210,7 +220,7 @@ def test_late_data_during_catch_up_is_found_by_the_record_sum() -> None:
         plan_windows(server.availability(), None, None, checkpoint.finished_for), server, checkpoint
     )
     third = plan_windows(server.availability(), None, None, checkpoint.finished_for)
-    assert spans(third.jobs) == grid_slots(DAY)
+    assert spans(list(third.jobs())) == grid_slots(DAY)
 
 
 def test_checkpoint_that_disagrees_with_the_server_count_refetches_the_day() -> None:
@@ -219,10 +229,10 @@ def test_checkpoint_that_disagrees_with_the_server_count_refetches_the_day() -> 
     server.add(SPOD, every_minute(at(0), at(24)))
     checkpoint = FakeCheckpoint()
     plan = plan_windows(server.availability(), None, None, checkpoint.finished_for)
-    for job in plan.jobs:
+    for job in list(plan.jobs()):
         checkpoint.finish(job, 119 if job.start == at(6) else 120)
     again = plan_windows(server.availability(), None, None, checkpoint.finished_for)
-    assert spans(again.jobs) == grid_slots(DAY)
+    assert spans(list(again.jobs())) == grid_slots(DAY)
 
 
 def test_failed_windows_are_planned_again() -> None:
@@ -232,11 +242,11 @@ def test_failed_windows_are_planned_again() -> None:
     checkpoint = FakeCheckpoint()
     plan = plan_windows(server.availability(), None, None, checkpoint.finished_for)
     failed = {at(4), at(18)}
-    for job in plan.jobs:
+    for job in list(plan.jobs()):
         if job.start not in failed:
             checkpoint.finish(job, server.count_between(SPOD, job.start, job.end))
     again = plan_windows(server.availability(), None, None, checkpoint.finished_for)
-    assert [j.start for j in again.jobs] == sorted(failed)
+    assert [j.start for j in list(again.jobs())] == sorted(failed)
     assert again.windows_reused == 10
 
 
@@ -248,14 +258,15 @@ def test_clipped_pieces_of_a_narrower_range_do_not_cover_wider_pieces() -> None:
     kolkata = ZoneInfo("Asia/Kolkata")
     lo, hi = local_days_to_utc(DAY + dt.timedelta(days=1), DAY + dt.timedelta(days=1), kolkata)
     narrow = plan_windows(server.availability(), lo, hi, checkpoint.finished_for)
-    assert narrow.jobs[0].start == at(18, 30)
-    assert narrow.jobs[-1].end == at(18, 30, day=DAY + dt.timedelta(days=1))
+    narrow_jobs = list(narrow.jobs())
+    assert narrow_jobs[0].start == at(18, 30)
+    assert narrow_jobs[-1].end == at(18, 30, day=DAY + dt.timedelta(days=1))
     fetch_all(narrow, server, checkpoint)
     wide = plan_windows(server.availability(), None, None, checkpoint.finished_for)
     next_day = DAY + dt.timedelta(days=1)
     # Day one: 00:00-18:00 never fetched, 18:00-20:00 only from 18:30; day two: 18:00-20:00
     # only up to 18:30, and 20:00-24:00 never fetched.
-    assert spans(wide.jobs) == [
+    assert spans(list(wide.jobs())) == [
         *grid_slots(DAY)[:10],
         (at(18, day=next_day), at(20, day=next_day)),
         *grid_slots(next_day)[10:],
@@ -270,18 +281,21 @@ def test_days_outside_the_range_are_skipped() -> None:
     lo, hi = at(0, day=DAY + dt.timedelta(days=1)), at(0, day=DAY + dt.timedelta(days=3))
     plan = plan_windows(server.availability(), lo, hi, FakeCheckpoint().finished_for)
     assert plan.days == 2
-    assert {j.day for j in plan.jobs} == {DAY + dt.timedelta(days=1), DAY + dt.timedelta(days=2)}
+    assert {j.day for j in plan.jobs()} == {
+        DAY + dt.timedelta(days=1),
+        DAY + dt.timedelta(days=2),
+    }
 
 
 def test_jobs_are_contiguous_per_device_day_and_grouped_by_day() -> None:
-    """Jobs run device by device, day by day, by start; by_day() groups them in that order."""
+    """Jobs run device by device, day by day, by start; day_jobs() yields them in that order."""
     server = FakeServer()
     server.add(RAMP, every_minute(at(0), at(0, day=DAY + dt.timedelta(days=2)), step_s=900))
     server.add(SPOD, every_minute(at(0), at(0, day=DAY + dt.timedelta(days=2)), step_s=900))
     plan = plan_windows(server.availability(), None, None, FakeCheckpoint().finished_for)
-    keys = [(j.device.uuid, j.day) for j in plan.jobs]
+    keys = [(j.device.uuid, j.day) for j in list(plan.jobs())]
     assert keys == sorted(keys, key=lambda k: (k[0] != RAMP.uuid, k[1]))
-    groups = plan.by_day()
+    groups = by_day(plan)
     assert list(groups) == [k for k, _ in itertools.groupby(keys)]
     assert all(spans(g) == grid_slots(day) for (_, day), g in groups.items())
 
@@ -337,25 +351,26 @@ def ranges(draw: st.DrawFn) -> tuple[dt.datetime | None, dt.datetime | None]:
 
 def _plan_and_fetch(
     server: FakeServer, lo: dt.datetime | None, hi: dt.datetime | None, cp: FakeCheckpoint
-) -> Plan:
+) -> tuple[Plan, list[WindowJob]]:
     plan = plan_windows(server.availability(), lo, hi, cp.finished_for)
-    fetch_all(plan, server, cp)
-    return plan
+    return plan, fetch_all(plan, server, cp)
 
 
 def _check_tiling(
-    plan: Plan,
+    jobs_run: list[WindowJob],
     avail: Mapping[Device, Sequence[DayAvailability]],
     lo: dt.datetime | None,
     hi: dt.datetime | None,
 ) -> None:
-    by_day = plan.by_day()
+    groups: dict[tuple[str, dt.date], list[WindowJob]] = {}
+    for job in jobs_run:
+        groups.setdefault((job.device.uuid, job.day), []).append(job)
     for device, days in avail.items():
         for a in days:
             start, end = day_bounds(a.day)
             start = start if lo is None else max(start, lo)
             end = end if hi is None else min(end, hi)
-            jobs = by_day.get((device.uuid, a.day), [])
+            jobs = groups.get((device.uuid, a.day), [])
             if start >= end or start > a.last_record:
                 assert jobs == []
                 continue
@@ -381,16 +396,16 @@ def test_repeated_runs_converge_on_exactly_the_servers_records(
     server, checkpoint = FakeServer(), FakeCheckpoint()
     cut = BASE + dt.timedelta(days=2, hours=7, minutes=13)
     server.add(SPOD, [t for t in first if t < cut])
-    fresh = _plan_and_fetch(server, lo, hi, checkpoint)
-    _check_tiling(fresh, server.availability(), lo, hi)
+    fresh, jobs = _plan_and_fetch(server, lo, hi, checkpoint)
+    _check_tiling(jobs, server.availability(), lo, hi)
     assert fresh.windows_reused == 0
-    assert fresh.windows_total == len(fresh.jobs)
+    assert fresh.windows_total == fresh.windows_to_fetch == len(jobs)
 
     old = set(server.records.get(SPOD, []))
     server.add(SPOD, [t for t in second if t >= cut and t not in old])
     server.add(SPOD, [t for t in late if t < cut and t not in old and t not in second])
     rounds = 0
-    while _plan_and_fetch(server, lo, hi, checkpoint).jobs:
+    while _plan_and_fetch(server, lo, hi, checkpoint)[1]:
         rounds += 1
         assert rounds <= 3
     final = plan_windows(server.availability(), lo, hi, checkpoint.finished_for)
@@ -402,6 +417,66 @@ def test_repeated_runs_converge_on_exactly_the_servers_records(
         if whole_day:
             stored = checkpoint.finished_for(SPOD.uuid, a.day)
             assert sum(f.records for f in stored) == a.count
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    first=record_times(),
+    more=record_times(),
+    rng=ranges(),
+    done=st.lists(st.booleans(), min_size=1, max_size=60),
+)
+def test_compact_availability_plans_exactly_what_the_day_objects_plan(
+    first: list[dt.datetime],
+    more: list[dt.datetime],
+    rng: tuple[dt.datetime | None, dt.datetime | None],
+    done: list[bool],
+) -> None:
+    """Days held as ``DeviceDays`` arrays, counted without deciding the days the checkpoint
+    has nothing of, give the same totals and the same windows as deciding every day, whatever
+    part of an earlier plan was fetched and whatever arrived since."""
+    lo, hi = rng
+    server, checkpoint = FakeServer(), FakeCheckpoint()
+    server.add(SPOD, first)
+    server.add(RAMP, first[::2])
+    earlier = list(plan_windows(server.availability(), lo, hi, checkpoint.finished_for).jobs())
+    for job, fetched in zip(earlier, itertools.cycle(done), strict=False):
+        if fetched:
+            checkpoint.finish(job, server.count_between(job.device, job.start, job.end))
+    old = set(server.records.get(SPOD, []))
+    server.add(SPOD, [t for t in more if t not in old])
+    objects = server.availability()
+    compact = {device: DeviceDays.of(days) for device, days in objects.items()}
+    by_objects = plan_windows(objects, lo, hi, checkpoint.finished_for)
+    by_arrays = plan_windows(
+        compact, lo, hi, checkpoint.finished_for, finished_days=checkpoint.finished_days
+    )
+    totals = ("devices", "days", "windows_total", "windows_reused", "days_up_to_date")
+    assert [getattr(by_arrays, name) for name in totals] == [
+        getattr(by_objects, name) for name in totals
+    ]
+    assert list(by_arrays.jobs()) == list(by_objects.jobs())
+    assert by_arrays.windows_to_fetch == len(list(by_arrays.jobs()))
+
+
+@pytest.mark.parametrize(
+    ("last", "windows"),
+    [
+        (at(4), 3),  # a record exactly on a slot's start opens that slot
+        (at(4) - dt.timedelta(milliseconds=1), 2),
+        (at(0), 1),
+        (at(23, 59) + dt.timedelta(seconds=59.999), 12),
+    ],
+)
+def test_windows_counted_from_arrays_end_at_the_last_record(
+    last: dt.datetime, windows: int
+) -> None:
+    """Counted from the arrays, a day plans the slots up to the one holding its last record,
+    to the millisecond, exactly as deciding the day does."""
+    day = DayAvailability(DAY, 5, last)
+    for availability in ({SPOD: [day]}, {SPOD: DeviceDays.of([day])}):
+        plan = plan_windows(availability, None, None, lambda *_: [], finished_days=lambda _: ())
+        assert (plan.windows_total, len(list(plan.jobs()))) == (windows, windows)
 
 
 def test_late_data_in_a_day_the_device_has_moved_past_is_found_in_one_run() -> None:
@@ -416,4 +491,4 @@ def test_late_data_in_a_day_the_device_has_moved_past_is_found_in_one_run() -> N
     assert checkpoint.finished_for(SPOD.uuid, DAY)[-1].sealed
     server.add(SPOD, [at(5, 0) + dt.timedelta(seconds=30)])
     plan = plan_windows(server.availability(), None, None, checkpoint.finished_for)
-    assert [span for span in spans(plan.jobs) if span[0].date() == DAY] == grid_slots(DAY)
+    assert [span for span in spans(list(plan.jobs())) if span[0].date() == DAY] == grid_slots(DAY)

@@ -188,29 +188,17 @@ async def test_a_fetch_raising_a_foreign_exception_does_not_hang_the_producer(
     _assert_counters_add_up(under_test.pool.stats, 600)
 
 
-class _PlanBreakingAfter(Sequence[WindowJob]):
-    """A plan whose iteration raises after ``good`` jobs (a bug in the planner)."""
-
-    def __init__(self, jobs: list[WindowJob], good: int) -> None:
-        self._jobs, self._good = jobs, good
-
-    def __len__(self) -> int:
-        return len(self._jobs)
-
-    def __getitem__(self, index: Any) -> Any:
-        return self._jobs[index]
-
-    def __iter__(self) -> Iterator[WindowJob]:
-        yield from self._jobs[: self._good]
-        raise LookupError("planner bug")
-
-
 async def test_a_plan_that_breaks_midway_stops_the_run(tmp_path: Path) -> None:
     """The plan's iteration raises after three days: the days already queued are fetched and
     written (a drain), the workers all return, and the run raises an InternalError."""
     under_test = _PoolUnderTest(tmp_path, _Server(), concurrency=2, days_in_flight=2)
-    plan = _PlanBreakingAfter(_jobs(days=6, windows_per_day=1), good=3)
+    jobs = _jobs(days=6, windows_per_day=1)
+
+    def plan() -> Iterator[WindowJob]:
+        yield from jobs[:3]
+        raise LookupError("planner bug")
+
     with pytest.raises(InternalError, match="LookupError"):
-        await asyncio.wait_for(under_test.run(plan), NO_HANG_S)  # type: ignore[arg-type]
+        await asyncio.wait_for(under_test.pool.run(plan(), len(jobs)), NO_HANG_S)
     stats = under_test.pool.stats
     assert stats.windows_done + stats.windows_left == 6

@@ -65,7 +65,7 @@ async def _plan_async(config: HarvestConfig) -> int:
         discovery = await discover(client, config, RequestGate(config.rps))
     availability = discovery.availability
     plan = make_plan(config, availability, journal, storage)
-    to_fetch = len(plan.jobs)
+    to_fetch = plan.windows_to_fetch
     eta = estimate_seconds(to_fetch, config.rps, config.concurrency, latency_s=0.5)
     print(f"devices          {plan.devices}")
     print(f"device-days      {plan.days} ({plan.days_up_to_date} up to date, nothing to fetch)")

@@ -13,11 +13,18 @@ import sys
 from typing import Any
 
 from harvester.cli.common import add_logging_options, setup_logging
-from harvester.simulator.options import FAULT_KINDS, SimulatorOptions
+from harvester.simulator.options import FAULT_KINDS, SWITCHES, SimulatorOptions
 from harvester.simulator.parsing import parse_instant
 from harvester.simulator.server import serve_until_signalled
 
 _DEFAULTS = SimulatorOptions()
+_SWITCH_HELP = {
+    "bounds": "which records a window holds: [start, end], [start, end) or (start, end)",
+    "order": "a window's records newest first or oldest first",
+    "over_cap": "a window over --max-window-h: 400, or silently only its first hours",
+    "envelope": 'records as {"data": [...]} or as a bare JSON array',
+    "date_style": "dates as 2024-01-01T00:00:00.000Z, 2024-01-01T00:00:00Z or 2024-01-01 00:00:00",
+}
 
 
 def _date(text: str) -> dt.date:
@@ -88,6 +95,13 @@ def register(commands: Any) -> None:
         default=None,
         help="simulated present (ISO-8601; default 14:00 UTC on the last day)",
     )
+    switches = parser.add_argument_group(
+        "assumptions", "each flips one assumption about the real service (default: the vendor's)"
+    )
+    for flag, name, choices in SWITCHES:
+        switches.add_argument(
+            flag, choices=choices, default=getattr(d, name), help=_SWITCH_HELP[name]
+        )
     add_logging_options(parser)
     parser.set_defaults(handler=_run, parser=parser)
 
@@ -97,9 +111,9 @@ def _announce(url: str) -> None:
     sys.stdout.flush()
 
 
-def _run(args: argparse.Namespace) -> int:
-    setup_logging(args)
-    options = SimulatorOptions(
+def options_of(args: argparse.Namespace) -> SimulatorOptions:
+    """The simulator options that parsed arguments ask for."""
+    return SimulatorOptions(
         host=args.host,
         port=args.port,
         seed=args.seed,
@@ -119,7 +133,13 @@ def _run(args: argparse.Namespace) -> int:
         email=args.email,
         password=args.password,
         now=args.now,
+        **{name: getattr(args, name) for _, name, _ in SWITCHES},
     )
+
+
+def _run(args: argparse.Namespace) -> int:
+    setup_logging(args)
+    options = options_of(args)
     problems = options.problems()
     if problems:
         args.parser.error(problems[0])

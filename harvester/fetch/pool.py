@@ -23,7 +23,7 @@ import asyncio
 import itertools
 import random
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable
 from concurrent.futures import Executor
 from dataclasses import dataclass, field, fields
 from typing import Any, Final, TypeVar
@@ -140,14 +140,21 @@ class WindowPool:
         self._fatal: HarvesterError | None = None
         self.stats = PoolStats()
 
-    async def run(self, jobs: Sequence[WindowJob]) -> PoolStats:
+    async def run(self, jobs: Iterable[WindowJob], windows: int | None = None) -> PoolStats:
         """Fetch every job (or until stopped); raise the first fatal error, if any.
+
+        ``jobs`` come device-day by device-day (a day's windows contiguous) and are taken only
+        as days are opened, so a plan may make them as it goes; ``windows`` is their number
+        (a plan counts it up front), or None for a list of them.
 
         Every worker and day writer is a task of one ``TaskGroup``, so none outlives the run
         and none fails unseen: each catches what it raises, stops the run as a signal would
         (``_abort``) and lets the others drain.
         """
-        self.stats.windows_total = len(jobs)
+        if windows is None:
+            jobs = list(jobs)
+            windows = len(jobs)
+        self.stats.windows_total = windows
         try:
             async with asyncio.TaskGroup() as tasks:
                 self._tasks = tasks
@@ -169,7 +176,7 @@ class WindowPool:
         except Exception as exc:
             self._abort_unexpected(exc, "while saving the checkpoint")
 
-    async def _produce(self, jobs: Sequence[WindowJob]) -> None:
+    async def _produce(self, jobs: Iterable[WindowJob]) -> None:
         try:
             for _, group in itertools.groupby(jobs, key=lambda j: (j.device.uuid, j.day)):
                 while not self._may_open_day():

@@ -21,25 +21,43 @@ not send the whole day back to the queue once it has stopped changing.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Final
 
-from harvester.models import DayAvailability, Device, FinishedWindow, WindowJob
+import numpy as np
+import numpy.typing as npt
+
+from harvester.models import WINDOW, DayAvailability, Device, DeviceDays, FinishedWindow, WindowJob
 from harvester.plan.windows import clip_windows, day_bounds, day_overlaps
 
 Piece = tuple[dt.datetime, dt.datetime]
 FinishedLookup = Callable[[str, dt.date], Sequence[FinishedWindow]]
+#: The day ordinals (``date.toordinal``) of a device that the checkpoint has finished
+#: windows of; a superset is fine (those days are decided one by one).
+FinishedDays = Callable[[str], Collection[int]]
+
+_EPOCH: Final = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+_EPOCH_ORDINAL: Final = _EPOCH.date().toordinal()
+_MS: Final = dt.timedelta(milliseconds=1)
+_DAY_MS: Final = 86_400_000
+_WINDOW_MS: Final = WINDOW // _MS
 
 
 @dataclass(frozen=True)
 class Plan:
-    """The work of a run and how much of the range was already done.
+    """The work of a run: totals counted up front, windows made when they are asked for.
 
-    ``jobs`` run device by device, day by day, then by start, so one device-day's windows are
-    contiguous (the pool writes a day once all its windows are in).
+    Nothing here grows with the number of windows: ``day_jobs`` decides each device-day again
+    as the pool reaches it, so a fleet of millions of windows is planned in the memory of its
+    availability (``DeviceDays``, 20 bytes a day) and the checkpoint's columns.
     """
 
-    jobs: list[WindowJob] = field(default_factory=list)
+    availability: Mapping[Device, Sequence[DayAvailability]] = field(repr=False)
+    lo: dt.datetime | None
+    hi: dt.datetime | None
+    finished_for: FinishedLookup = field(repr=False)
+    finished_days: FinishedDays | None = field(repr=False)
     devices: int = 0
     """Devices considered (given to the planner, with or without data in range)."""
     days: int = 0
@@ -52,12 +70,40 @@ class Plan:
     """Device-days with nothing to fetch: the checkpoint holds every window, its counts agree
     with the server's (``models.is_complete_day`` is what `status` calls complete)."""
 
-    def by_day(self) -> dict[tuple[str, dt.date], list[WindowJob]]:
-        """The jobs grouped per (device uuid, UTC day), in plan order."""
-        groups: dict[tuple[str, dt.date], list[WindowJob]] = {}
-        for job in self.jobs:
-            groups.setdefault((job.device.uuid, job.day), []).append(job)
-        return groups
+    @property
+    def windows_to_fetch(self) -> int:
+        return self.windows_total - self.windows_reused
+
+    def day_jobs(self) -> Iterator[list[WindowJob]]:
+        """The windows to fetch, one non-empty list per device-day: device by device (in the
+        mapping's order), day by day, by start."""
+        for device, available in self.availability.items():
+            with_finished = self._with_finished(device)
+            ordered = _by_day(available)
+            reported_until = _reported_until(ordered)
+            for day_info in ordered:
+                if not day_overlaps(day_info.day, self.lo, self.hi):
+                    continue
+                finished: Sequence[FinishedWindow] = ()
+                if with_finished is None or day_info.day.toordinal() in with_finished:
+                    finished = self.finished_for(device.uuid, day_info.day)
+                decision = _decide_day(day_info, self.lo, self.hi, finished)
+                if decision.fetch:
+                    until = reported_until(day_info)
+                    yield [
+                        WindowJob(device, day_info.day, start, end, day_info.count, until)
+                        for start, end in decision.fetch
+                    ]
+
+    def jobs(self) -> Iterator[WindowJob]:
+        """``day_jobs`` one window at a time."""
+        for group in self.day_jobs():
+            yield from group
+
+    def _with_finished(self, device: Device) -> frozenset[int] | None:
+        if self.finished_days is None:
+            return None
+        return frozenset(self.finished_days(device.uuid))
 
 
 @dataclass(frozen=True)
@@ -120,52 +166,94 @@ def plan_windows(
     lo: dt.datetime | None,
     hi: dt.datetime | None,
     finished_for: FinishedLookup,
+    finished_days: FinishedDays | None = None,
 ) -> Plan:
     """Plan the windows to fetch for ``availability`` (UTC days, per device) inside ``[lo, hi)``.
 
     ``lo``/``hi`` come from ``windows.local_days_to_utc`` (``None`` = open end);
-    ``finished_for(uuid, day)`` returns the checkpoint's finished windows of that UTC day.
-    Devices keep the mapping's order; days and windows are sorted.
+    ``finished_for(uuid, day)`` returns the checkpoint's finished windows of that UTC day, and
+    ``finished_days(uuid)``, when given, the day ordinals that have any: the other days are
+    counted from the availability's arrays alone. Each device's days must be sorted.
     """
-    jobs: list[WindowJob] = []
     days = windows_total = windows_reused = days_up_to_date = 0
     for device, available in availability.items():
-        latest_day = max((a.day for a in available), default=None)
-        for day_info in sorted(available, key=lambda a: a.day):
+        ordered = _by_day(available)
+        if isinstance(ordered, DeviceDays) and finished_days is not None:
+            # Days the checkpoint holds nothing of are counted from the arrays; the others
+            # are decided one by one below.
+            decided = np.isin(ordered.days, np.fromiter(finished_days(device.uuid), np.int32))
+            fresh = np.where(decided, 0, _fresh_windows(ordered, lo, hi))
+            days += int(np.count_nonzero(fresh))
+            windows_total += int(fresh.sum())
+            to_decide: Iterable[DayAvailability] = (ordered[int(i)] for i in decided.nonzero()[0])
+        else:
+            to_decide = ordered
+        for day_info in to_decide:
             if not day_overlaps(day_info.day, lo, hi):
                 continue
-            decision = _decide_day(day_info, lo, hi, finished_for(device.uuid, day_info.day))
+            finished = finished_for(device.uuid, day_info.day)
+            decision = _decide_day(day_info, lo, hi, finished)
             if not decision.pieces:
                 continue
             days += 1
             windows_total += len(decision.pieces)
             windows_reused += len(decision.pieces) - len(decision.fetch)
             days_up_to_date += not decision.fetch
-            jobs.extend(
-                WindowJob(
-                    device=device,
-                    day=day_info.day,
-                    start=start,
-                    end=end,
-                    day_count=day_info.count,
-                    # A device with data on a later day has moved past this whole day: all
-                    # its windows are sealed, so late data is caught by the count rule at once.
-                    reported_until=(
-                        day_info.last_record
-                        if day_info.day == latest_day
-                        else day_bounds(day_info.day)[1]
-                    ),
-                )
-                for start, end in decision.fetch
-            )
     return Plan(
-        jobs=jobs,
+        availability=availability,
+        lo=lo,
+        hi=hi,
+        finished_for=finished_for,
+        finished_days=finished_days,
         devices=len(availability),
         days=days,
         windows_total=windows_total,
         windows_reused=windows_reused,
         days_up_to_date=days_up_to_date,
     )
+
+
+def _by_day(available: Sequence[DayAvailability]) -> Sequence[DayAvailability]:
+    if isinstance(available, DeviceDays):
+        return available
+    return sorted(available, key=lambda a: a.day)
+
+
+def _reported_until(
+    available: Sequence[DayAvailability],
+) -> Callable[[DayAvailability], dt.datetime]:
+    """How far the device is known to have reported on a day: the day's last record on its
+    latest day; the day's end before, since it has data on a later day (so all its windows are
+    sealed and late data is caught by the count rule at once)."""
+    latest = available[-1].day if available else None
+
+    def until(day_info: DayAvailability) -> dt.datetime:
+        if day_info.day == latest:
+            return day_info.last_record
+        return day_bounds(day_info.day)[1]
+
+    return until
+
+
+def _fresh_windows(
+    available: DeviceDays, lo: dt.datetime | None, hi: dt.datetime | None
+) -> npt.NDArray[np.int64]:
+    """Per day, the windows ``_decide_day`` plans when the checkpoint holds none of the day:
+    grid slots meeting ``[lo, hi)`` whose clipped start is at or before the last record."""
+    day_start = (available.days.astype(np.int64) - _EPOCH_ORDINAL) * _DAY_MS
+    day_end = day_start + _DAY_MS
+    start = day_start if lo is None else np.maximum(day_start, _ms(lo))
+    end = day_end if hi is None else np.minimum(day_end, _ms(hi))
+    first = (start - day_start) // _WINDOW_MS
+    last_slot = (end - day_start - 1) // _WINDOW_MS
+    last_started = (available.last_ms - day_start) // _WINDOW_MS
+    count = np.minimum(last_slot, last_started) - first + 1
+    usable = (start < end) & (start <= available.last_ms)
+    return np.where(usable, np.maximum(count, 0), 0)
+
+
+def _ms(t: dt.datetime) -> int:
+    return (t - _EPOCH) // _MS
 
 
 def estimate_seconds(windows: int, rps: float, concurrency: int, latency_s: float) -> float:

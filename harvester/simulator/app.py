@@ -8,7 +8,9 @@ Bodies name the device as ``DeviceId`` or ``DeviceID``. Errors are JSON ``{"mess
 400 for a malformed request, 401 for a refused token. An unknown ``DeviceId`` is not an
 error: it gets an empty answer (see ``data.py``). Misbehaviour on request: latency with
 ±20 % jitter and the per-account rate limit apply to every non-admin route; faults only to
-data routes, and only to requests that are otherwise valid.
+data routes, and only to requests that are otherwise valid. What the vendor leaves open (whether
+a window's ends are inclusive, the order of its records, a window over the cap, the envelope,
+the date style) follows the options' switches (``options.SWITCHES``).
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from aiohttp import web
 
 from harvester.models import DEVICE_TYPES
 from harvester.simulator.auth import Account, TokenAuthority, make_account
-from harvester.simulator.data import EMPTY_WINDOW, SimulatedData
+from harvester.simulator.data import SimulatedData
 from harvester.simulator.faults import HTML_ERRORS, FaultPlan, error_page
 from harvester.simulator.options import SimulatorOptions
 from harvester.simulator.parsing import parse_api_time, parse_instant
@@ -232,6 +234,16 @@ def _available_dates(device_type: str) -> Handler:
     return handle
 
 
+def _served_span(start: int, end: int, bounds: str) -> tuple[int, int]:
+    """The first and last second whose records a window ``start``..``end`` holds under
+    ``bounds``; records lie on whole seconds, so an open end is one second in."""
+    if bounds == "inclusive":
+        return start, end
+    if bounds == "half-open":
+        return start, end - 1
+    return start + 1, end - 1
+
+
 def _records(device_type: str) -> Handler:
     async def handle(request: web.Request) -> web.StreamResponse:
         call = await _data_call(request)
@@ -249,13 +261,18 @@ def _records(device_type: str) -> Handler:
         start, end = bounds
         if end < start:
             return _error(400, "EndDate is before StartDate")
-        if end - start > state.options.max_window_h * 3600:
-            return _error(400, f"a window may span at most {state.options.max_window_h:g} h")
+        options = state.options
+        cap_s = options.max_window_h * 3600
+        if end - start > cap_s:
+            if options.over_cap == "reject":
+                return _error(400, f"a window may span at most {options.max_window_h:g} h")
+            end = start + int(cap_s)
         fault = state.faults.decide(request.path, call.raw)
         device = state.data.find(call.uuid, device_type)
         if device is None or call.body.get("DeviceType", device_type) != device_type:
-            return await _deliver(request, fault, EMPTY_WINDOW, 0)
-        payload, records = state.data.window(device, start, end)
+            return await _deliver(request, fault, state.data.empty_window, 0)
+        low, high = _served_span(start, end, options.bounds)
+        payload, records = state.data.window(device, low, high)
         return await _deliver(request, fault, payload, records)
 
     return handle

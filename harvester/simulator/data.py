@@ -6,7 +6,8 @@ rendered two ways. A small window (fewer than ``BLOCK_ROWS`` cadence steps) is c
 blocks of ``BLOCK_ROWS`` steps kept in an LRU bounded by bytes, so small requests cost a slice
 and a join. A big window is rendered exactly (rendering whole blocks would cost more) and its
 body kept in a short LRU for retries. Available dates are counted in closed form and cached
-per (device, zone, present).
+per (device, zone, present). How records are written (order, envelope, date style) follows
+the options' switches; the defaults are the vendor document's.
 
 Decisions for behaviour the vendor leaves open:
 - an unknown ``DeviceId`` gets ``200 {"data": []}`` (and ``[]`` for available dates), never
@@ -28,9 +29,15 @@ import orjson
 from harvester.simulator import jsonrows as js
 from harvester.simulator.fleet import SimDevice, build_fleet
 from harvester.simulator.options import SimulatorOptions
-from harvester.simulator.records import Piece, iso_ms, one_record, render_pieces, window_body
+from harvester.simulator.records import (
+    Piece,
+    Style,
+    format_time,
+    one_record,
+    render_pieces,
+    window_rows,
+)
 
-EMPTY_WINDOW = b'{"data":[]}'
 #: Cadence steps per rendered block (a block spans ``BLOCK_ROWS * cadence_s`` seconds).
 BLOCK_ROWS = 2048
 #: Bodies of big windows kept for retries.
@@ -58,6 +65,9 @@ class SimulatedData:
         self.devices = build_fleet(options)
         self.by_uuid = {device.uuid: device for device in self.devices}
         self.now = options.initial_now()
+        self.style = Style(options.order == "newest", options.date_style)
+        self._bare = options.envelope == "bare"
+        self.empty_window = js.wrap([], bare=self._bare)
         self._blocks: OrderedDict[tuple[int, int], list[Piece]] = OrderedDict()
         self._block_bytes = 0
         self._bodies: OrderedDict[tuple[int, int, int], tuple[bytes, int]] = OrderedDict()
@@ -91,7 +101,7 @@ class SimulatedData:
             if device_type not in ("ALL", device.type):
                 continue
             last = self.last_record_time(device)
-            record = one_record(device, last) if last is not None else None
+            record = one_record(device, last, self.style) if last is not None else None
             battery = record.get("battery", 0) if record else 0
             listing.append(
                 {
@@ -147,7 +157,7 @@ class SimulatedData:
                 {
                     "_id": {"month": day.month, "day": day.day, "year": day.year},
                     "count": int(counts[offset]),
-                    "date": iso_ms(int(lasts[offset])),
+                    "date": format_time(int(lasts[offset]), self.style.date_style),
                 }
             )
         return orjson.dumps(entries)
@@ -156,19 +166,21 @@ class SimulatedData:
         """Body and record count for records with ``start_s <= t <= end_s`` (and t <= now)."""
         high = min(end_s, self.now_s)
         if high < start_s:
-            return EMPTY_WINDOW, 0
+            return self.empty_window, 0
         span = BLOCK_ROWS * self.options.cadence_s
         if high - start_s >= span:
             return self._big_window(device, start_s, high)
         parts: list[bytes] = []
         records = 0
-        for block in range(high // span, start_s // span - 1, -1):
-            for piece in reversed(self._block(device, block)):
+        blocks = range(start_s // span, high // span + 1)
+        for block in reversed(blocks) if self.style.newest_first else blocks:
+            pieces = self._block(device, block)
+            for piece in reversed(pieces) if self.style.newest_first else pieces:
                 rows, count = piece.slice(start_s, high)
                 if count:
                     parts.append(rows)
                     records += count
-        return js.wrap(parts), records
+        return js.wrap(parts, bare=self._bare), records
 
     def _big_window(self, device: SimDevice, start_s: int, high: int) -> tuple[bytes, int]:
         key = (device.index, start_s, high)
@@ -177,7 +189,8 @@ class SimulatedData:
             self._bodies.move_to_end(key)
             return cached
         times = device.timeline.times_between(start_s, high)
-        answer = (window_body(device, times), len(times))
+        body = js.wrap(window_rows(device, times, self.style), bare=self._bare)
+        answer = (body, len(times))
         if self.options.cache_mb:
             self._bodies[key] = answer
             if len(self._bodies) > _BIG_WINDOWS_KEPT:
@@ -191,9 +204,8 @@ class SimulatedData:
             self._blocks.move_to_end(key)
             return cached
         span = BLOCK_ROWS * self.options.cadence_s
-        pieces = render_pieces(
-            device, device.timeline.times_between(block * span, (block + 1) * span - 1)
-        )
+        times = device.timeline.times_between(block * span, (block + 1) * span - 1)
+        pieces = render_pieces(device, times, self.style)
         self._blocks[key] = pieces
         self._block_bytes += sum(len(piece.rows) for piece in pieces)
         budget = self.options.cache_mb * 1_000_000

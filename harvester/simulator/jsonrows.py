@@ -13,7 +13,7 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Final, Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -44,8 +44,10 @@ def _write_texts(out: Matrix, texts: list[str]) -> None:
 
 def _write_digits(out: Matrix, values: npt.NDArray[np.int64], count: int) -> None:
     """Zero-padded decimal digits of non-negative ``values`` into the ``count`` columns."""
-    # 32-bit division is markedly faster than 64-bit; most columns fit.
-    narrow = len(values) == 0 or int(values.max()) < 2**32
+    # 32-bit division is markedly faster than 64-bit; most columns fit. np.max, not the
+    # method: numpy 2.5's stubs, read for Python 3.11 as mypy is told to, type it and
+    # ndarray.max() does not match them.
+    narrow = len(values) == 0 or int(np.max(values)) < 2**32
     rest = values.astype(np.uint32) if narrow else values.copy()
     for column in range(count - 1, -1, -1):
         out[:, column] = _ZERO + rest % 10
@@ -166,19 +168,38 @@ class ObjectId:
             out[:, stem_end + digit] = _HEX[(self.counters >> (4 * (5 - digit))) & 15]
 
 
+#: Each date style's ``strftime`` format (the styles of ``options.DATE_STYLES``).
+DATE_FORMATS: Final = {
+    "iso-ms": "%Y-%m-%dT%H:%M:%S.000Z",
+    "iso-s": "%Y-%m-%dT%H:%M:%SZ",
+    "space": "%Y-%m-%d %H:%M:%S",
+}
+#: Stands for a space inside a text until ``wrap`` has dropped the padding: a control
+#: character, which no JSON text holds raw.
+GAP: Final = b"\x1f"
+
+
+def _date_text(epoch_s: int, style: str) -> str:
+    stamp = time.strftime(DATE_FORMATS[style], time.gmtime(epoch_s))
+    return '"' + stamp.replace(" ", GAP.decode()) + '"'
+
+
 @dataclass(frozen=True, slots=True)
 class IsoTime:
-    """``"2024-02-05T22:00:00.000Z"`` for epoch seconds (UTC, milliseconds always zero)."""
+    """Epoch seconds as UTC texts in a ``DATE_FORMATS`` style: ``"2024-02-05T22:00:00.000Z"``
+    (``iso-ms``, the API's own), ``"2024-02-05T22:00:00Z"`` (``iso-s``) or
+    ``"2024-02-05 22:00:00"`` (``space``)."""
 
     times: npt.NDArray[np.int64]
-    width: int = 26
+    style: str = "iso-ms"
+
+    @property
+    def width(self) -> int:
+        return len(_date_text(0, self.style))
 
     def write(self, out: Matrix) -> None:
         if len(self.times) < SMALL:
-            stamps = [
-                time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) for t in self.times.tolist()
-            ]
-            _write_texts(out, [f'"{stamp}.000Z"' for stamp in stamps])
+            _write_texts(out, [_date_text(t, self.style) for t in self.times.tolist()])
             return
         days = (self.times // 86_400).astype("datetime64[D]")
         months = days.astype("datetime64[M]")
@@ -186,7 +207,8 @@ class IsoTime:
         month = months.astype(np.int64) % 12 + 1
         day = (days - months).astype(np.int64) + 1
         second = self.times % 86_400
-        out[:] = np.frombuffer(b'"0000-00-00T00:00:00.000Z"', dtype=np.uint8)
+        # Every style writes its digits at the same offsets; the rest is constant.
+        out[:] = np.frombuffer(_date_text(0, self.style).encode(), dtype=np.uint8)
         for start, count, values in (
             (1, 4, year),
             (6, 2, month),
@@ -218,17 +240,22 @@ def render_rows(rows: int, fields: Sequence[tuple[str, Cell]]) -> tuple[bytes, i
     return out.tobytes(), width
 
 
-def wrap(rows: Sequence[bytes]) -> bytes:
-    """``{"data":[...]}`` around rendered rows (each ending with ``,``), as compact JSON.
+def wrap(rows: Sequence[bytes], *, bare: bool = False) -> bytes:
+    """``{"data":[...]}`` (or with ``bare`` a bare ``[...]``) around rendered rows (each
+    ending with ``,``), as compact JSON.
 
     The cells' padding is dropped (real APIs do not pad, and padding would inflate bodies
-    by a third): every space in a rendered row is padding, since no key or text holds one.
+    by a third): every space in a rendered row is padding, since no key or text holds one;
+    the spaces texts do hold are written as ``GAP`` and restored after.
     """
+    opening, closing = (b"[", b"]") if bare else (b'{"data":[', b"]}")
     parts = [part for part in rows if part]
     if not parts:
-        return b'{"data":[]}'
+        return opening + closing
     last = memoryview(parts[-1])[:-1]
-    return b"".join([b'{"data":[', *parts[:-1], last, b"]}"]).translate(None, b" ")
+    body = b"".join([opening, *parts[:-1], last, closing]).translate(None, b" ")
+    # Scanning for an absent byte costs ~1 % of the translate above.
+    return body.replace(GAP, b" ")
 
 
 def render(rows: int, fields: Sequence[tuple[str, Cell]]) -> bytes:

@@ -19,6 +19,29 @@ FAULT_KINDS: Final[tuple[str, ...]] = (
     "nodata",
 )
 
+# The switches that each flip one assumption about the real service (``sensit-api.md``
+# leaves them open); the first value of each is the vendor document's reading.
+#: Which records a window ``[StartDate, EndDate]`` holds: both ends, ``[start, end)``,
+#: ``(start, end)``.
+BOUNDS: Final = ("inclusive", "half-open", "exclusive")
+#: The order of a window's records.
+ORDERS: Final = ("newest", "oldest")
+#: A window longer than ``max_window_h``: refused with 400, or answered with its first
+#: ``max_window_h`` hours as if that were all.
+OVER_CAP: Final = ("reject", "truncate")
+#: ``{"data": [...]}`` or a bare JSON array.
+ENVELOPES: Final = ("data", "bare")
+#: ``2024-01-01T00:00:00.000Z``, ``2024-01-01T00:00:00Z``, ``2024-01-01 00:00:00``.
+DATE_STYLES: Final = ("iso-ms", "iso-s", "space")
+#: Each switch's option name, field and allowed values.
+SWITCHES: Final = (
+    ("--bounds", "bounds", BOUNDS),
+    ("--order", "order", ORDERS),
+    ("--over-cap", "over_cap", OVER_CAP),
+    ("--envelope", "envelope", ENVELOPES),
+    ("--date-style", "date_style", DATE_STYLES),
+)
+
 
 @dataclass(frozen=True, slots=True)
 class SimulatorOptions:
@@ -48,6 +71,11 @@ class SimulatorOptions:
     max_consecutive_faults: int = 3
     #: Memory for rendered record blocks (``data.py``); 0 keeps only the latest block.
     cache_mb: int = 128
+    bounds: str = BOUNDS[0]
+    order: str = ORDERS[0]
+    over_cap: str = OVER_CAP[0]
+    envelope: str = ENVELOPES[0]
+    date_style: str = DATE_STYLES[0]
 
     def problems(self) -> list[str]:
         """Every invalid value, as one message each (empty when all is well)."""
@@ -75,6 +103,10 @@ class SimulatorOptions:
             )
         if self.now is not None and self.now.tzinfo is None:
             found.append("--now must carry a time zone (e.g. 2024-01-10T14:00:00Z)")
+        for flag, name, choices in SWITCHES:
+            value = getattr(self, name)
+            if value not in choices:
+                found.append(f"{flag} must be one of {', '.join(choices)}; got {value!r}")
         return found
 
     def validate(self) -> None:

@@ -21,6 +21,7 @@ window costs a few milliseconds and no Python object per record.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -153,38 +154,52 @@ _BY_TYPE: dict[str, Callable[[_Streams, bool], Columns]] = {
 
 
 @dataclass(frozen=True, slots=True)
+class Style:
+    """How records are written: newest or oldest first, and the style of their dates
+    (``options.ORDERS`` and ``options.DATE_STYLES``)."""
+
+    newest_first: bool = True
+    date_style: str = "iso-ms"
+
+
+@dataclass(frozen=True, slots=True)
 class Piece:
     """Rendered records of one device: ``rows`` holds one fixed-width row per time in
-    ``times`` (ascending), newest first, each ``width`` bytes long and ending with ``,``."""
+    ``times`` (ascending), each ``width`` bytes long and ending with ``,``, newest first or
+    oldest first as ``newest_first`` says."""
 
     times: IntArray
     rows: bytes
     width: int
+    newest_first: bool = True
 
     def slice(self, low: int, high: int) -> tuple[bytes, int]:
-        """The rows of records with ``low <= t <= high`` (newest first) and their number."""
+        """The rows of records with ``low <= t <= high`` (in the piece's order) and their
+        number."""
         first = int(np.searchsorted(self.times, low, side="left"))
         stop = int(np.searchsorted(self.times, high, side="right"))
-        total = len(self.times)
         if stop <= first:
             return b"", 0
-        return self.rows[(total - stop) * self.width : (total - first) * self.width], stop - first
+        if self.newest_first:
+            total = len(self.times)
+            first, stop = total - stop, total - first
+        return self.rows[first * self.width : stop * self.width], stop - first
 
 
-def _piece(device: SimDevice, times: IntArray, updated: bool) -> Piece:
-    newest_first = times[::-1]
-    counters = (unit_array(device.key, newest_first) * 0x1000000).astype(np.int64)
+def _piece(device: SimDevice, times: IntArray, updated: bool, style: Style) -> Piece:
+    ordered = times[::-1] if style.newest_first else times
+    counters = (unit_array(device.key, ordered) * 0x1000000).astype(np.int64)
     fields: list[tuple[str, js.Cell]] = [
-        ("_id", js.ObjectId(newest_first, device.id_stem, counters)),
+        ("_id", js.ObjectId(ordered, device.id_stem, counters)),
         ("id", js.Text(f'"{device.uuid}"')),
-        ("date", js.IsoTime(newest_first)),
+        ("date", js.IsoTime(ordered, style.date_style)),
     ]
-    fields += _BY_TYPE[device.type](_Streams(device, newest_first), updated).items()
+    fields += _BY_TYPE[device.type](_Streams(device, ordered), updated).items()
     rows, width = js.render_rows(len(times), fields)
-    return Piece(times, rows, width)
+    return Piece(times, rows, width, style.newest_first)
 
 
-def render_pieces(device: SimDevice, times: IntArray) -> list[Piece]:
+def render_pieces(device: SimDevice, times: IntArray, style: Style = Style()) -> list[Piece]:
     """The device's records at ``times`` (ascending), oldest piece first.
 
     Two pieces when the firmware update falls inside: the shapes differ, so do the widths.
@@ -194,23 +209,34 @@ def render_pieces(device: SimDevice, times: IntArray) -> list[Piece]:
     change = device.firmware_change
     split = 0 if change is None else int(np.searchsorted(times, change, side="left"))
     if change is None or split == 0 or split == len(times):
-        return [_piece(device, times, change is not None and split == 0)]
-    return [_piece(device, times[:split], False), _piece(device, times[split:], True)]
+        return [_piece(device, times, change is not None and split == 0, style)]
+    return [
+        _piece(device, times[:split], False, style),
+        _piece(device, times[split:], True, style),
+    ]
 
 
-def window_body(device: SimDevice, times: IntArray) -> bytes:
-    """``{"data": [...]}`` for the device's records at ``times`` (ascending), newest first."""
-    return js.wrap([piece.rows for piece in reversed(render_pieces(device, times))])
+def window_rows(device: SimDevice, times: IntArray, style: Style = Style()) -> list[bytes]:
+    """The rendered rows of the device's records at ``times`` (ascending), in ``style``'s
+    order, for ``jsonrows.wrap``."""
+    pieces = render_pieces(device, times, style)
+    return [piece.rows for piece in (reversed(pieces) if style.newest_first else pieces)]
 
 
-def one_record(device: SimDevice, at: int) -> dict[str, Any]:
+def window_body(device: SimDevice, times: IntArray, style: Style = Style()) -> bytes:
+    """``{"data": [...]}`` for the device's records at ``times`` (ascending)."""
+    return js.wrap(window_rows(device, times, style))
+
+
+def one_record(device: SimDevice, at: int, style: Style = Style()) -> dict[str, Any]:
     """The device's record at epoch second ``at`` as a JSON object."""
-    parsed: dict[str, Any] = orjson.loads(window_body(device, np.array([at], dtype=np.int64)))
+    parsed: dict[str, Any] = orjson.loads(
+        window_body(device, np.array([at], dtype=np.int64), style)
+    )
     record: dict[str, Any] = parsed["data"][0]
     return record
 
 
-def iso_ms(epoch_s: int) -> str:
-    """``2024-02-05T22:00:00.000Z`` for an epoch second (the API's date format)."""
-    stamp = np.datetime_as_string(np.datetime64(epoch_s, "s").astype("datetime64[ms]"))
-    return f"{stamp}Z"
+def format_time(epoch_s: int, date_style: str = "iso-ms") -> str:
+    """An epoch second as the API writes dates, ``2024-02-05T22:00:00.000Z`` by default."""
+    return time.strftime(js.DATE_FORMATS[date_style], time.gmtime(epoch_s))
