@@ -37,6 +37,7 @@ from harvester.archive.layout import (
     unusable_uuid,
 )
 from harvester.archive.objectstore import ObjectStorage, local_path, open_location
+from harvester.archive.settings import settle_partition
 from harvester.archive.sink import ParquetSink, SchemaRegistry
 from harvester.archive.storage import LocalStorage, Storage
 from harvester.config import HarvestConfig
@@ -45,7 +46,7 @@ from harvester.fetch.backoff import RetryPolicy
 from harvester.fetch.gate import RequestGate
 from harvester.fetch.pool import PoolStats, WindowPool, describe_stats
 from harvester.fetch.retrying import with_retries
-from harvester.models import DayAvailability, Device, FailedDevice, WindowJob
+from harvester.models import DayAvailability, Device, DeviceDays, FailedDevice, WindowJob
 from harvester.plan.planner import Plan, plan_windows
 from harvester.plan.shards import Shard, devices_of
 from harvester.plan.windows import local_days_to_utc
@@ -54,7 +55,7 @@ log = structlog.get_logger(__name__)
 
 T = TypeVar("T")
 
-Availability = dict[Device, list[DayAvailability]]
+Availability = dict[Device, DeviceDays]
 
 
 @dataclass(frozen=True)
@@ -170,7 +171,7 @@ async def discover(
         log.info("shard_devices", shard=str(config.shard), devices=len(devices), of=len(listed))
     slots = asyncio.Semaphore(config.concurrency)
 
-    async def dates_of(device: Device) -> list[DayAvailability] | FailedDevice:
+    async def dates_of(device: Device) -> DeviceDays | FailedDevice:
         unusable = unusable_uuid(device.uuid)
         if unusable is not None:
             log.warning("device_failed", device=device.uuid[:40], type=device.type, reason=unusable)
@@ -185,11 +186,11 @@ async def discover(
             return FailedDevice(device, str(exc))
         if not days:
             log.warning("device_has_no_data", device=device.uuid, type=device.type)
-        return days
+        return DeviceDays.of(days)
 
     found = await asyncio.gather(*(dates_of(d) for d in devices))
     return Discovery(
-        {d: days for d, days in zip(devices, found, strict=True) if isinstance(days, list)},
+        {d: days for d, days in zip(devices, found, strict=True) if isinstance(days, DeviceDays)},
         [failure for failure in found if isinstance(failure, FailedDevice)],
     )
 
@@ -200,7 +201,13 @@ def make_plan(
     """The windows to fetch; a day whose file is missing or damaged is fetched again whole."""
     lo, hi = local_days_to_utc(config.since, config.until, config.zone)
     damaged = damaged_days(storage, availability, journal.finished_for, lo, hi)
-    return plan_windows(availability, lo, hi, trusting_only_intact(journal.finished_for, damaged))
+    return plan_windows(
+        availability,
+        lo,
+        hi,
+        trusting_only_intact(journal.finished_for, damaged),
+        journal.finished_days,
+    )
 
 
 @dataclass
@@ -280,6 +287,7 @@ async def run_harvest(
     owner = f"run {run_id} (pid {os.getpid()} on {socket.gethostname()})"
     lock = storage.acquire_lock(lock_key(config.shard), owner)
     try:
+        partition = settle_partition(storage, config.partition)
         journal = CheckpointJournal.open(storage, run_id, prefix=checkpoint_prefix(config.shard))
         gate = RequestGate(config.rps)
         async with SensitClient(settings) as client:
@@ -306,7 +314,7 @@ async def run_harvest(
                 reused=plan.windows_reused,
             )
             schemas = SchemaRegistry(storage)
-            sink = ParquetSink(storage, schemas)
+            sink = ParquetSink(storage, schemas, partition)
             with ThreadPoolExecutor(max_workers=2, thread_name_prefix="harvest-cpu") as executor:
                 pool = WindowPool(
                     fetch=lambda job: _fetch(client, job),

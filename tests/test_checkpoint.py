@@ -161,6 +161,26 @@ def test_days_aggregates_per_device_and_day(storage: LocalStorage) -> None:
     assert reopen(storage).days() == expected
 
 
+def test_finished_days_names_each_device_s_days_with_finished_windows(
+    storage: LocalStorage,
+) -> None:
+    """finished_days(uuid): the day ordinals with a finished window, whether the entries are
+    still in memory or reopened from the journal; failure-only days and other devices' days
+    are not among them."""
+    journal = reopen(storage)
+    journal.record(
+        [done("dev-a", 0), done("dev-a", 3, day_offset=2), done("dev-b", 5, day_offset=1)],
+        [failure("dev-a", 2, day_offset=1)],
+    )
+    expected = {DAY.toordinal(), DAY.toordinal() + 2}
+    assert set(journal.finished_days("dev-a")) == expected
+    journal.flush()
+    reopened = reopen(storage)
+    assert set(reopened.finished_days("dev-a")) == expected
+    assert set(reopened.finished_days("dev-b")) == {DAY.toordinal() + 1}
+    assert not reopened.finished_days("dev-c")
+
+
 # ---------------------------------------------------------------- compaction and crashes
 
 

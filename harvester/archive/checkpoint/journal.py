@@ -33,7 +33,7 @@ import datetime as dt
 import re
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from typing import BinaryIO, Final
 
@@ -281,6 +281,13 @@ class CheckpointJournal:
                 return stored
             merged = {fmt.identity(window): window for window in stored} | recent
         return sorted(merged.values(), key=lambda w: (w.start, w.end))
+
+    def finished_days(self, uuid: str) -> Collection[int]:
+        """The UTC days (``date.toordinal``) of one device with finished windows."""
+        with self._state_lock:
+            stored = self._finished.days_of(uuid)
+            recent = {day.toordinal() for owner, day in self._recent_by_day if owner == uuid}
+        return set(stored.tolist()) | recent if recent else stored.tolist()
 
     def failed(self) -> Sequence[FailedWindow]:
         """Windows whose last attempt failed and that have not finished since."""

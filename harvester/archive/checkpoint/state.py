@@ -21,6 +21,7 @@ from harvester.archive.checkpoint import format as fmt
 from harvester.models import DEVICE_TYPES, DeviceType, FailedWindow, FinishedWindow
 
 _BoolArray = npt.NDArray[np.bool_]
+_EPOCH_ORDINAL = dt.date(1970, 1, 1).toordinal()
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +62,16 @@ class FinishedColumns:
 
     def __len__(self) -> int:
         return len(self.start)
+
+    def days_of(self, uuid: str) -> fmt.IntArray:
+        """The UTC days (``date.toordinal``) one device has finished windows of, ascending."""
+        code = self.code_of.get(uuid)
+        if code is None:
+            return np.zeros(0, np.int64)
+        lo = int(self.keys.searchsorted(_group_key(np.int64(code), np.int64(-fmt.DAY_BIAS))))
+        hi = int(self.keys.searchsorted(_group_key(np.int64(code + 1), np.int64(-fmt.DAY_BIAS))))
+        epoch_days = (np.unique(self.keys[lo:hi]) & 0xFFFFFFFF) - fmt.DAY_BIAS
+        return epoch_days + _EPOCH_ORDINAL
 
     def windows_of(self, uuid: str, day: dt.date) -> list[FinishedWindow]:
         """The finished windows of one device's UTC day, by (start, end)."""
