@@ -31,6 +31,9 @@ ENV_PREFIX = "SENSIT_"
 # or adds fields, with a bound on memory that still holds with every worker receiving at once
 # (16 requests x 32 MiB).
 DEFAULT_MAX_RESPONSE_MB = 32
+# --partition: the folder names harvester.archive.layout gives a day's and a month's files (it
+# sits above this module, so the names are repeated here; a test keeps the two equal).
+PARTITIONS = ("day", "month")
 
 
 class Secret:
@@ -67,6 +70,8 @@ class HarvestConfig:
     out: str = "sensit-data"
     s3_endpoint: str | None = None
     shard: Shard | None = None
+    # None: the archive's recorded partition, "day" for a new one (archive.settings).
+    partition: str | None = None
     device_type: str = "ALL"
     devices: tuple[str, ...] = ()
     since: dt.date | None = None
@@ -232,6 +237,13 @@ def _location(value: Any) -> str:
     return f"{scheme.lower()}://{rest.rstrip('/')}" if scheme.lower() != "file" else text
 
 
+def _partition(value: Any) -> str:
+    text = _as_str(value).lower()
+    if text not in PARTITIONS:
+        raise ValueError(f"expected one of {', '.join(PARTITIONS)}, got {value!r}")
+    return text
+
+
 def _shard(value: Any) -> Shard:
     return value if isinstance(value, Shard) else parse_shard(_as_str(value))
 
@@ -258,6 +270,7 @@ _PARSERS: dict[str, Callable[[Any], Any]] = {
     "out": _location,
     "s3_endpoint": _base_url,
     "shard": _shard,
+    "partition": _partition,
     "device_type": _device_type,
     "devices": _devices,
     "since": _date,

@@ -3,7 +3,10 @@ place server text becomes part of a path, and the one check every key passes.
 
 The archive::
 
-    device_type=T/device_id=U/day=D/U_D.parquet   one file per device-day (``day_file_key``)
+    device_type=T/device_id=U/day=D/U_D.parquet   a file per device-day (``--partition day``)
+    device_type=T/device_id=U/month=M/U_M.parquet a file per device-month (``--partition month``)
+                                                   (``partition_file_key``, ``parse_file_key``)
+    _harvest/archive.json                          the archive's partition (``ARCHIVE_KEY``)
     _harvest/lock[-shard-K-of-N]                   who is writing (``lock_key``)
     _harvest/checkpoint[/shard-K-of-N]/            the journal (``checkpoint_prefix``):
         snapshot.ckpt, seg-<gen>-<seq>-<run>.jsonl  (``SNAPSHOT_NAME``, ``segment_name``)
@@ -30,11 +33,13 @@ NUL or backslash, can only name something under the root it is joined to.
 
 from __future__ import annotations
 
+import calendar
 import datetime as dt
 import re
 import string
 import urllib.parse
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from typing import Final
 
 from harvester.errors import StorageError
@@ -79,26 +84,98 @@ def device_prefix(device_type: str, uuid: str) -> str:
     return f"device_type={encode_value(device_type)}/device_id={encode_value(uuid)}/"
 
 
+#: How an archive groups a device's records into files (``--partition``), fixed when the
+#: archive is created. ``day`` suits dense devices (a month file of a 1 Hz device would be
+#: rewritten whole, ~2.6 M rows, for every day added to it); ``month`` suits sparse ones, whose
+#: day files would hold a few dozen rows each (README "Day or month files").
+DAY: Final = "day"
+MONTH: Final = "month"
+PARTITIONS: Final = (DAY, MONTH)
+#: An archive without a recorded partition (every archive written before month files) is ``day``.
+DEFAULT_PARTITION: Final = DAY
+_MONTH_VALUE: Final = re.compile(r"^(\d{4})-(\d{2})$")
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class Period:
+    """The UTC days one data file holds: one day, or one calendar month (``first`` its 1st)."""
+
+    partition: str
+    first: dt.date
+
+    @property
+    def last(self) -> dt.date:
+        if self.partition == DAY:
+            return self.first
+        return self.first.replace(day=calendar.monthrange(self.first.year, self.first.month)[1])
+
+    @property
+    def label(self) -> str:
+        """The partition value: ``YYYY-MM-DD`` or ``YYYY-MM``."""
+        return self.first.isoformat() if self.partition == DAY else self.first.isoformat()[:7]
+
+    def __contains__(self, day: object) -> bool:
+        return isinstance(day, dt.date) and self.first <= day <= self.last
+
+
+def period_of(day: dt.date, partition: str) -> Period:
+    """The period of ``partition`` that holds the UTC ``day``."""
+    if partition == DAY:
+        return Period(DAY, day)
+    if partition == MONTH:
+        return Period(MONTH, day.replace(day=1))
+    raise ValueError(f"unknown partition {partition!r}: expected one of {', '.join(PARTITIONS)}")
+
+
+def partition_file_key(device_type: str, uuid: str, day: dt.date, partition: str) -> str:
+    """The storage key of the one Parquet file that holds ``day`` of the device."""
+    period = period_of(day, partition)
+    label = period.label
+    name = f"{encode_value(uuid)}_{label}.parquet"
+    return f"{device_prefix(device_type, uuid)}{period.partition}={label}/{name}"
+
+
 def day_file_key(device_type: str, uuid: str, day: dt.date) -> str:
-    """The storage key of a device-day's one Parquet file."""
-    iso = day.isoformat()
-    return f"{device_prefix(device_type, uuid)}day={iso}/{encode_value(uuid)}_{iso}.parquet"
+    """The storage key of a device-day's one Parquet file (``--partition day``)."""
+    return partition_file_key(device_type, uuid, day, DAY)
 
 
-def parse_day_key(key: str) -> tuple[str, str, dt.date] | None:
-    """``(device type, uuid, day)`` of a :func:`day_file_key`, decoded; None for other keys."""
+def parse_file_key(key: str) -> tuple[str, str, Period] | None:
+    """``(device type, uuid, period)`` of a :func:`partition_file_key` of either partition,
+    decoded; None for other keys."""
     parts = key.split("/")
     if len(parts) != 4 or not parts[3].endswith(".parquet"):
         return None
-    names = ("device_type=", "device_id=", "day=")
-    if not all(part.startswith(name) for part, name in zip(parts, names, strict=False)):
+    if not (parts[0].startswith("device_type=") and parts[1].startswith("device_id=")):
         return None
-    try:
-        day = dt.date.fromisoformat(parts[2].removeprefix("day="))
-    except ValueError:
+    partition, _, value = parts[2].partition("=")
+    period = _parse_period(partition, value)
+    if period is None:
         return None
     device_type, uuid = (decode_value(p.split("=", 1)[1]) for p in parts[:2])
-    return device_type, uuid, day
+    return device_type, uuid, period
+
+
+def _parse_period(partition: str, value: str) -> Period | None:
+    try:
+        if partition == DAY:
+            return Period(DAY, dt.date.fromisoformat(value))
+        match = _MONTH_VALUE.match(value)
+        if partition == MONTH and match is not None:
+            return Period(MONTH, dt.date(int(match[1]), int(match[2]), 1))
+    except ValueError:
+        return None
+    return None
+
+
+def parse_day_key(key: str) -> tuple[str, str, dt.date] | None:
+    """``(device type, uuid, day)`` of a :func:`day_file_key`, decoded; None for other keys
+    (month files included)."""
+    parsed = parse_file_key(key)
+    if parsed is None or parsed[2].partition != DAY:
+        return None
+    device_type, uuid, period = parsed
+    return device_type, uuid, period.first
 
 
 def checked_key(key: str) -> str:
@@ -148,6 +225,8 @@ ALL_TYPES: Final = "ALL"
 #: Beside a type's schema from a widening until its files are aligned, so that a run killed in
 #: between still leaves the next run something to align.
 UNALIGNED_SUFFIX: Final = ".unaligned"
+#: The settings fixed when the archive was created: ``{"partition": "day" | "month"}``.
+ARCHIVE_KEY: Final = f"{HARVEST_DIR}/archive.json"
 DEVICES_NAME: Final = "devices.json"
 AVAILABILITY_NAME: Final = "availability.json"
 SNAPSHOT_NAME: Final = "snapshot.ckpt"
@@ -226,7 +305,8 @@ def schema_key(device_type: str, suffix: str = SCHEMA_SUFFIX) -> str:
 
 
 def key_kind(key: str) -> str:
-    """What a key holds: ``day``, ``segment``, ``snapshot`` or ``other``."""
+    """What a key holds: ``day`` (a data file, day or month), ``segment``, ``snapshot`` or
+    ``other``."""
     if key.endswith(".parquet") and key.startswith("device_type="):
         return "day"
     if key.startswith(CHECKPOINT_PREFIX) and parse_segment_name(key.rpartition("/")[2]):

@@ -1,10 +1,12 @@
-"""A device-day's fetched windows → one sorted, de-duplicated zstd Parquet file.
+"""A device-day's fetched windows → merged into one sorted, de-duplicated zstd Parquet file.
 
-Layout: ``device_type=T/device_id=U/day=D/U_D.parquet`` (hive partitioning; the partition keys
-are not stored inside the file; ``U`` is the uuid encoded as ``harvester.archive.layout`` says).
-Everything goes through the ``Storage`` seam, whose ``write_file`` is atomic and durable, so a
-day is replaced whole or not at all and the final key is deterministic: writing a day again
-replaces its file.
+Layout: ``device_type=T/device_id=U/day=D/U_D.parquet``, or with ``--partition month``
+``device_type=T/device_id=U/month=YYYY-MM/U_YYYY-MM.parquet`` (hive partitioning; the partition
+keys are not stored inside the file; ``U`` is the uuid encoded as ``harvester.archive.layout``
+says). A day's rows are merged into the file of its period exactly as a day fetched in pieces is
+merged into its day file. Everything goes through the ``Storage`` seam, whose ``write_file`` is
+atomic and durable, so a file is replaced whole or not at all and the final key is
+deterministic: writing a day again replaces its file.
 
 The unified schema of each device type lives in a ``SchemaRegistry`` persisted under
 ``_harvest/schema/<TYPE>.arrow`` (an Arrow IPC schema: ``pyarrow.ipc.read_schema`` reads it).
@@ -15,8 +17,9 @@ union of all types is kept too: ``_harvest/schema/ALL.arrow`` (for readers given
 schema, see ``harvester.archive.readers``) and ``ALL.json`` (each field, its type, and its types).
 
 ``write_day`` and ``align_files`` are synchronous and CPU-heavy: call them in a worker thread.
-Different device-days may be written concurrently; one device-day must not be written by two
-threads at once, and ``align_files`` must not overlap ``write_day`` calls of its device type.
+Different device-days may be written concurrently: ``write_day`` serializes the days that share
+a file (a month's), whose merges would otherwise lose one another's rows. ``align_files`` must
+not overlap ``write_day`` calls of its device type.
 """
 
 from __future__ import annotations
@@ -38,12 +41,13 @@ import structlog
 
 from harvester.archive.layout import (
     ALL_TYPES,
+    DEFAULT_PARTITION,
     SCHEMA_PREFIX,
     SCHEMA_SUFFIX,
     UNALIGNED_SUFFIX,
-    day_file_key,
     is_temporary,
-    parse_day_key,
+    parse_file_key,
+    partition_file_key,
     schema_key,
 )
 from harvester.archive.storage import Storage
@@ -53,8 +57,12 @@ from harvester.records.schema import TIMESTAMP, conform, unify
 
 log = structlog.get_logger(__name__)
 
-#: Hive partition keys; a source field of the same name is stored as ``<name>_src``.
-PARTITION_KEYS: Final = ("device_type", "device_id", "day")
+#: Hive partition keys beside the partition's own (``day`` or ``month``); a source field of
+#: the same name as any of them is stored as ``<name>_src``.
+DEVICE_KEYS: Final = ("device_type", "device_id")
+#: Locks that serialize the writes of one file (a key hashes to one); a few dozen make two
+#: different files of the two writer threads share one only rarely.
+_FILE_LOCKS: Final = 64
 RENAMED_SUFFIX: Final = "_src"
 _EMPTY: Final = pa.schema([])
 _ONE_DAY: Final = dt.timedelta(days=1)
@@ -159,11 +167,16 @@ class SchemaRegistry:
 
 
 class ParquetSink:
-    """Writes device-days as Parquet files through ``storage``."""
+    """Writes device-days into Parquet files of ``partition`` (``day`` or ``month``)."""
 
-    def __init__(self, storage: Storage, schemas: SchemaRegistry) -> None:
+    def __init__(
+        self, storage: Storage, schemas: SchemaRegistry, partition: str = DEFAULT_PARTITION
+    ) -> None:
         self._storage = storage
         self._schemas = schemas
+        self._partition = partition
+        self._partition_keys = (*DEVICE_KEYS, partition)
+        self._file_locks = [threading.Lock() for _ in range(_FILE_LOCKS)]
         self._lock = threading.Lock()
         self._written: dict[str, pa.Schema] = {}
         self._renames_logged: set[tuple[str, str]] = set()
@@ -171,14 +184,20 @@ class ParquetSink:
     def write_day(
         self, device: Device, day: dt.date, windows: Sequence[WindowRows]
     ) -> DayWriteResult:
-        """Merges ``windows`` into the day's file (see the module docstring).
+        """Merges ``windows`` into the file of the day's period (see the module docstring).
 
         Keeps the rows with ``start <= date < end`` of their window (and inside ``day``),
         unions them with the existing file, keeps the newest copy of each ``_id`` (later
         windows are newer than earlier ones, every window newer than the file), sorts by
         ``date`` then ``_id`` and writes the result on the device type's unified schema.
         """
-        key = day_file_key(device.type, device.uuid, day)
+        key = partition_file_key(device.type, device.uuid, day, self._partition)
+        with self._file_locks[hash(key) % _FILE_LOCKS]:
+            return self._merge_day(key, device, day, windows)
+
+    def _merge_day(
+        self, key: str, device: Device, day: dt.date, windows: Sequence[WindowRows]
+    ) -> DayWriteResult:
         day_start = dt.datetime.combine(day, dt.time(), dt.UTC)
         existing = self._read_existing(key)
         unreadable = existing is None and self._storage.exists(key)
@@ -233,7 +252,7 @@ class ParquetSink:
         schemas: dict[str, pa.Schema] = {}
         files: dict[str, str] = {}
         for key in self._storage.list_files(f"device_type={device_type}/"):
-            parsed = parse_day_key(key)
+            parsed = parse_file_key(key)
             if parsed is None or is_temporary(key):
                 continue
             files[key] = parsed[1]
@@ -306,7 +325,7 @@ class ParquetSink:
 
     def _rename_partition_keys(self, device: Device, table: pa.Table) -> pa.Table:
         names = list(table.column_names)
-        clashes = [name for name in names if name in PARTITION_KEYS]
+        clashes = [name for name in names if name in self._partition_keys]
         if not clashes:
             return table
         for name in clashes:

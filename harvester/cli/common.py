@@ -18,6 +18,7 @@ _CONFIG_FLAGS = (
     "out",
     "s3_endpoint",
     "shard",
+    "partition",
     "device_type",
     "devices",
     "since",
@@ -73,6 +74,11 @@ def add_run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--window-429-budget-s",
         help="seconds one window's own 429s may hold it before it is failed (90)",
+    )
+    parser.add_argument(
+        "--partition",
+        help="day or month: one file per device-day or device-month, chosen when the archive "
+        "is created (day)",
     )
     add_shard_option(parser)
 
