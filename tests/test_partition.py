@@ -1,4 +1,5 @@
-"""Day or month files: the keys, the archive's recorded partition, and the sink's month merge."""
+"""Day or month files: the keys, the archive's recorded partition, the sink's month merge and
+the check of month files before planning."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from hypothesis import strategies as st
 
 from harvester import config
 from harvester.archive import layout
+from harvester.archive.integrity import damaged_days
 from harvester.archive.layout import (
     ARCHIVE_KEY,
     Period,
@@ -29,7 +31,7 @@ from harvester.archive.sink import ParquetSink, SchemaRegistry, WindowRows
 from harvester.archive.storage import LocalStorage
 from harvester.config import resolve_config
 from harvester.errors import ConfigError, StorageError
-from harvester.models import Device
+from harvester.models import DayAvailability, Device, FinishedWindow
 from harvester.records.parse import parse_window
 
 SPOD = Device(uuid="a/b", type="SPOD", name="odd uuid")
@@ -290,3 +292,67 @@ def test_a_field_named_month_is_renamed_only_in_a_month_archive(tmp_path: Path) 
     assert "month_src" in names
     assert "month" not in names
     assert "day" in names
+
+
+# ------------------------------------------------------------------ month files' integrity
+
+JAN = [dt.date(2024, 1, d) for d in (30, 31)]
+
+
+def _finished(day: dt.date, hour: int, records: int, minutes: int = 120) -> FinishedWindow:
+    start = dt.datetime.combine(day, dt.time(hour), dt.UTC)
+    return FinishedWindow(
+        SPOD.uuid, SPOD.type, start, start + dt.timedelta(minutes=minutes), records, 9, True
+    )
+
+
+def _month_archive(tmp_path: Path) -> tuple[LocalStorage, Path]:
+    """A month archive whose January file holds 3 rows on each of Jan 30 and Jan 31."""
+    storage, sink = _month_sink(tmp_path)
+    settle_partition(storage, "month")
+    for day in JAN:
+        sink.write_day(SPOD, day, [_window(day, 0, [1, 2, 3])])
+    return storage, tmp_path / partition_file_key(SPOD.type, SPOD.uuid, JAN[0], "month")
+
+
+def _days() -> dict[Device, list[DayAvailability]]:
+    return {
+        SPOD: [DayAvailability(day, 3, dt.datetime.combine(day, dt.time(1), dt.UTC)) for day in JAN]
+    }
+
+
+def test_a_whole_month_file_with_the_vouched_rows_passes(tmp_path: Path) -> None:
+    """Every vouched row present: nothing damaged, whatever the range; clipped pieces of a
+    slot overlapping its whole window are not counted twice."""
+    storage, _ = _month_archive(tmp_path)
+    windows = {day: [_finished(day, 0, 3), _finished(day, 0, 1, minutes=30)] for day in JAN}
+    assert damaged_days(storage, _days(), lambda _u, d: windows[d], None, None) == set()
+    late = dt.datetime(2024, 1, 31, tzinfo=dt.UTC)
+    assert damaged_days(storage, _days(), lambda _u, d: windows[d], late, None) == set()
+
+
+def test_a_cut_month_file_damages_every_in_range_day_of_it(tmp_path: Path) -> None:
+    """A truncated month file: each day of the month in range is fetched again (warned)."""
+    storage, path = _month_archive(tmp_path)
+    path.write_bytes(path.read_bytes()[:-9])
+    windows = {day: [_finished(day, 0, 3)] for day in JAN}
+    assert damaged_days(storage, _days(), lambda _u, d: windows[d], None, None) == {
+        (SPOD.uuid, day) for day in JAN
+    }
+    late = dt.datetime(2024, 1, 31, tzinfo=dt.UTC)
+    assert damaged_days(storage, _days(), lambda _u, d: windows[d], late, None) == {
+        (SPOD.uuid, JAN[1])
+    }
+
+
+def test_a_month_file_short_of_vouched_rows_is_damaged(tmp_path: Path) -> None:
+    """A whole file that lacks rows the checkpoint vouches for (a day outside the range of
+    the run that repaired it) is damaged too: its in-range days are fetched again."""
+    storage, path = _month_archive(tmp_path)
+    table = pq.read_table(path)
+    pq.write_table(table.slice(3), path)
+    windows = {day: [_finished(day, 0, 3)] for day in JAN}
+    early = dt.datetime(2024, 1, 31, tzinfo=dt.UTC)
+    assert damaged_days(storage, _days(), lambda _u, d: windows[d], None, early) == {
+        (SPOD.uuid, JAN[0])
+    }
