@@ -97,6 +97,17 @@ class DeviceDays(Sequence[DayAvailability]):
         for index in range(len(self.days)):
             yield self[index]
 
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, DeviceDays):
+            return NotImplemented
+        return (
+            np.array_equal(self.days, other.days)
+            and np.array_equal(self.counts, other.counts)
+            and np.array_equal(self.last_ms, other.last_ms)
+        )
+
+    __hash__ = None  # type: ignore[assignment]  # mutable arrays: equal by value, unhashable
+
     def __repr__(self) -> str:
         return f"DeviceDays({len(self)} days)"
 

@@ -650,7 +650,7 @@ async def test_available_dates_parse_days_counts_and_last_record(serve: Servers)
     ramp = Device("1028", "RAMP", "")
     async with SensitClient(settings(await serve(api.app()))) as client:
         days = await client.available_dates(ramp, "America/Chicago")
-    assert days == [
+    assert list(days) == [
         DayAvailability(
             dt.date(2023, 9, 29), 1440, dt.datetime(2023, 9, 29, 23, 59, tzinfo=dt.UTC)
         ),

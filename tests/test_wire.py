@@ -8,7 +8,14 @@ import datetime as dt
 import orjson
 import pytest
 
-from harvester.api.wire import day_entry, jwt_claims, number, parse_retry_after, short_json
+from harvester.api.wire import (
+    day_entry,
+    jwt_claims,
+    last_records_ms,
+    number,
+    parse_retry_after,
+    short_json,
+)
 from harvester.errors import ShapeError
 
 
@@ -42,13 +49,37 @@ def test_number_refuses_booleans_and_text() -> None:
 
 
 def test_day_entry_reads_the_documented_shape() -> None:
-    """A Mongo-style {_id: {year, month, day}, count, date} entry becomes a DayAvailability."""
+    """A Mongo-style {_id: {year, month, day}, count, date} entry becomes the day's ordinal,
+    its count and its last record's text."""
     entry = day_entry(
         {"_id": {"year": 2023, "month": 9, "day": 29}, "count": 7, "date": "2023-09-29T23:59:00Z"}
     )
-    assert entry.day == dt.date(2023, 9, 29)
-    assert entry.count == 7
-    assert entry.last_record == dt.datetime(2023, 9, 29, 23, 59, tzinfo=dt.UTC)
+    assert entry == (dt.date(2023, 9, 29).toordinal(), 7, "2023-09-29T23:59:00Z")
+
+
+@pytest.mark.parametrize(
+    "texts",
+    [
+        ["2023-09-29T23:59:00.000Z", "2023-09-30T00:00:01.5Z"],
+        ["2023-09-29T18:59:00-05:00", "2023-09-30T05:30:01.500+05:30"],
+        ["2023-09-29 23:59:00", "2023-09-30T00:00:01.500"],
+        ["2023-09-29T23:59:00Z", "2023-09-30 00:00:01.500", "2023-09-30T05:30:01.5+05:30"],
+        ["2023-09-29T23:59:00.000999Z", "2023-09-30T00:00:01.500999Z"],
+    ],
+)
+def test_last_records_ms_reads_every_iso_style_alone_or_mixed(texts: list[str]) -> None:
+    """Zoned, offset, unzoned (UTC) and mixed lists all give the same instants, to the
+    millisecond (digits beyond are dropped)."""
+    millis = last_records_ms(texts)
+    expected = [dt.datetime.fromisoformat(t.replace(" ", "T")) for t in texts]
+    expected = [e if e.tzinfo else e.replace(tzinfo=dt.UTC) for e in expected]
+    assert millis.tolist() == [int(e.timestamp() * 1000) for e in expected]
+
+
+def test_last_records_ms_names_a_text_that_is_not_a_time() -> None:
+    """One bad timestamp among good ones is a ShapeError quoting it."""
+    with pytest.raises(ShapeError, match="yesterday"):
+        last_records_ms(["2023-09-29T23:59:00Z", "yesterday"])
 
 
 @pytest.mark.parametrize(
@@ -59,12 +90,13 @@ def test_day_entry_reads_the_documented_shape() -> None:
         {"_id": {"year": 2023, "month": 2, "day": 30}, "count": 1, "date": "2023-02-28"},
         {"_id": {"year": 2023, "month": 9, "day": 29}, "count": -1, "date": "2023-09-29"},
         {"_id": {"year": 2023, "month": 9, "day": 29}, "count": 1, "date": 5},
-        {"_id": {"year": 2023, "month": 9, "day": 29}, "count": 1, "date": "yesterday"},
+        {"_id": {"year": 2023, "month": 9, "day": 29}, "count": 2**63, "date": "2023-09-29"},
     ],
 )
 def test_day_entry_refuses_malformed_entries(item: dict[str, object]) -> None:
-    """Every malformed entry raises an error the client turns into a ShapeError."""
-    with pytest.raises((TypeError, ValueError, ShapeError)):
+    """Every malformed entry raises an error the client turns into a ShapeError (a text that
+    is no time: ``last_records_ms``)."""
+    with pytest.raises((TypeError, ValueError)):
         day_entry(item)
 
 

@@ -44,7 +44,7 @@ from harvester.errors import (
     ServerUnreachableError,
     ShapeError,
 )
-from harvester.models import DayAvailability, Device
+from harvester.models import Device, DeviceDays
 from harvester.plan.windows import format_api_time
 
 log = structlog.get_logger(__name__)
@@ -208,7 +208,7 @@ class SensitClient:
         reply = await self._authorized("GET", self.settings.devices_path, what, params=params)
         return self._decoded(device_list, reply, what)
 
-    async def available_dates(self, device: Device, timezone: str = "UTC") -> list[DayAvailability]:
+    async def available_dates(self, device: Device, timezone: str = "UTC") -> DeviceDays:
         """Days with data for ``device`` reckoned in ``timezone``, sorted by day."""
         what = f"available dates of {device.type} {device.uuid}"
         payload = {"DeviceId": device.uuid, "DeviceType": device.type, "Timezone": timezone}

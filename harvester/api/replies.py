@@ -19,10 +19,11 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 import aiohttp
+import numpy as np
 import orjson
 import structlog
 
-from harvester.api.wire import day_entry, parse_retry_after, short_json
+from harvester.api.wire import day_entry, last_records_ms, parse_retry_after, short_json
 from harvester.errors import (
     FatalRemoteError,
     MalformedReplyError,
@@ -33,7 +34,7 @@ from harvester.errors import (
     ShapeError,
     TransportError,
 )
-from harvester.models import DEVICE_TYPES, DayAvailability, Device
+from harvester.models import DEVICE_TYPES, Device, DeviceDays
 
 log = structlog.get_logger(__name__)
 
@@ -182,16 +183,26 @@ def _device(item: object) -> Device | str:
     return Device(str(uuid), kind, name if isinstance(name, str) else "")
 
 
-def available_days(reply: Reply, what: str, secrets: Iterable[str]) -> list[DayAvailability]:
+def available_days(reply: Reply, what: str, secrets: Iterable[str]) -> DeviceDays:
     """The days of an available-dates reply, sorted by day."""
-    days = [_available_day(item, what) for item in json_array(reply, what, secrets)]
-    return sorted(days, key=lambda d: d.day)
+    entries = [_available_day(item, what) for item in json_array(reply, what, secrets)]
+    if not entries:
+        return DeviceDays.of(())
+    days, counts, lasts = zip(*entries, strict=True)
+    try:
+        last_ms = last_records_ms(lasts)
+    except ShapeError as exc:
+        raise MalformedReplyError(f"{what}: bad entry: {exc}") from None
+    order = np.argsort(np.array(days, np.int32), kind="stable")
+    return DeviceDays(
+        np.array(days, np.int32)[order], np.array(counts, np.int64)[order], last_ms[order]
+    )
 
 
-def _available_day(item: Mapping[str, Any], what: str) -> DayAvailability:
+def _available_day(item: Mapping[str, Any], what: str) -> tuple[int, int, str]:
     try:
         return day_entry(item)
-    except (TypeError, ValueError, OverflowError, ShapeError) as exc:
+    except (TypeError, ValueError, OverflowError) as exc:
         raise MalformedReplyError(f"{what}: bad entry {short_json(item)}: {exc}") from None
 
 

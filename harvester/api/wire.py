@@ -11,13 +11,18 @@ import binascii
 import datetime as dt
 import email.utils
 import math
-from collections.abc import Mapping
-from typing import Any, TypeGuard
+from collections.abc import Mapping, Sequence
+from typing import Any, Final, TypeGuard
 
+import numpy as np
+import numpy.typing as npt
 import orjson
+import pyarrow as pa
 
-from harvester.models import DayAvailability
 from harvester.plan.windows import parse_iso_utc
+
+_EPOCH: Final = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+_MS: Final = dt.timedelta(milliseconds=1)
 
 
 def parse_retry_after(value: str | None, now: dt.datetime) -> float | None:
@@ -61,10 +66,11 @@ def is_int(value: object) -> TypeGuard[int]:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def day_entry(item: Mapping[str, Any]) -> DayAvailability:
-    """One ``{"_id": {year, month, day}, "count", "date"}`` entry of the available dates.
+def day_entry(item: Mapping[str, Any]) -> tuple[int, int, str]:
+    """One ``{"_id": {year, month, day}, "count", "date"}`` entry of the available dates, as
+    ``(date.toordinal(), count, last record's timestamp text)``; see ``last_records_ms``.
 
-    Raises ``TypeError``/``ValueError`` (or ``ShapeError`` for the timestamp) naming the fault.
+    Raises ``TypeError``/``ValueError`` naming the fault.
     """
     key, count, last = item.get("_id"), item.get("count"), item.get("date")
     if not isinstance(key, dict):
@@ -73,11 +79,26 @@ def day_entry(item: Mapping[str, Any]) -> DayAvailability:
     if not (is_int(year) and is_int(month) and is_int(day_of_month)):
         raise TypeError("'_id' needs integer year, month and day")
     day = dt.date(year, month, day_of_month)
-    if not is_int(count) or count < 0:
-        raise TypeError("'count' is not a non-negative integer")
+    if not is_int(count) or not 0 <= count < 2**63:
+        raise TypeError("'count' is not a non-negative 64-bit integer")
     if not isinstance(last, str):
         raise TypeError("'date' is not a timestamp string")
-    return DayAvailability(day, count, parse_iso_utc(last))
+    return day.toordinal(), count, last
+
+
+def last_records_ms(texts: Sequence[str]) -> npt.NDArray[np.int64]:
+    """ISO-8601 timestamps as milliseconds since the epoch, UTC where unzoned.
+
+    A fleet's availability is over a million timestamps: Arrow reads a list of one style at
+    once, and only a list it refuses (unzoned, mixed styles) is read one by one. Raises
+    ``ShapeError`` naming a timestamp that is not ISO-8601.
+    """
+    try:
+        stamps = pa.array(texts, pa.string()).cast(pa.timestamp("ms", "UTC"), safe=False)
+        millis: npt.NDArray[np.int64] = stamps.cast(pa.int64()).to_numpy(zero_copy_only=False)
+        return millis
+    except pa.ArrowInvalid:
+        return np.array([(parse_iso_utc(text) - _EPOCH) // _MS for text in texts], np.int64)
 
 
 def short_json(value: object) -> str:
