@@ -13,7 +13,7 @@ import datetime as dt
 from pathlib import Path
 from typing import Any
 
-import pyarrow.dataset as ds
+import pyarrow.parquet as pq
 import pytest
 
 from tests.simulator.threaded import threaded_simulator
@@ -26,14 +26,20 @@ Rows = list[dict[str, Any]]
 
 def harvest(tmp_path: Path, **switch: str | float) -> tuple[Rows, int, str]:
     """Run, then verify, against a simulator of ``FLEET`` with ``switch``; returns the
-    archive's rows sorted by ``_id``, verify's exit code and its output."""
+    archive's rows (each with every field of its file, and the file's place in the archive)
+    sorted by ``_id``, verify's exit code and its output."""
     out = tmp_path / "out"
     with threaded_simulator(**FLEET, **switch) as url:
         code, stdout, stderr = inproc.harvest(url, out)
         assert code == 0, stdout[-2000:] + stderr[-2000:]
         verified, report, _ = inproc.harvest(url, out, command="verify")
-    table = ds.dataset(out, format="parquet", partitioning="hive").to_table()
-    return sorted(table.to_pylist(), key=lambda row: str(row["_id"])), verified, report
+    rows = [
+        {**row, "file": path.relative_to(out).as_posix()}
+        for path in out.rglob("*.parquet")
+        if "_harvest" not in path.parts
+        for row in pq.read_table(path).to_pylist()
+    ]
+    return sorted(rows, key=lambda row: str(row["_id"])), verified, report
 
 
 @pytest.fixture(scope="module")

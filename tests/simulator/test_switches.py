@@ -6,6 +6,7 @@ import argparse
 import datetime as dt
 import json
 import re
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -59,7 +60,7 @@ def test_oldest_first_serves_the_same_records_in_ascending_order(span_s: int, pa
     """Both ways of assembling a window (block slices, exact render), across the firmware
     update where the records change shape, give the newest-first records reversed."""
     options = SimulatorOptions(devices=3, days=3, cadence_s=1)
-    newest, oldest = SimulatedData(options), SimulatedData(_with(options, order="oldest"))
+    newest, oldest = SimulatedData(options), SimulatedData(replace(options, order="oldest"))
     for device in newest.devices:
         change = device.firmware_change
         assert change is not None
@@ -68,11 +69,6 @@ def test_oldest_first_serves_the_same_records_in_ascending_order(span_s: int, pa
         reversed_body, reversed_count = oldest.window(device, low, high)
         assert count == reversed_count == span_s + 1, path
         assert _records(reversed_body) == _records(body)[::-1]
-
-
-def _with(options: SimulatorOptions, **changes: Any) -> SimulatorOptions:
-    fields = {name: getattr(options, name) for name in options.__slots__}
-    return SimulatorOptions(**{**fields, **changes})
 
 
 async def test_over_cap_rejects_by_default_and_truncate_answers_the_first_hours() -> None:
@@ -140,7 +136,8 @@ def test_date_style_is_the_same_in_small_and_big_windows(style: str) -> None:
 def test_each_switch_refuses_an_unknown_value_naming_its_option() -> None:
     """A value outside a switch's choices is one problem naming the option."""
     for flag, name, choices in SWITCHES:
-        problems = SimulatorOptions(**{name: "sideways"}).problems()
+        unknown: dict[str, Any] = {name: "sideways"}
+        problems = replace(SimulatorOptions(), **unknown).problems()
         assert problems == [f"{flag} must be one of {', '.join(choices)}; got 'sideways'"]
 
 
