@@ -1,7 +1,8 @@
 """``harvester simulate``: the SENSIT Connect simulator in the foreground.
 
 Prints one line holding ``http://HOST:PORT`` once it listens, serves until SIGINT/SIGTERM,
-then exits 0. Invalid option values are a usage error (exit 2).
+then exits 0. Invalid option values, and a ``--replay`` recording that cannot be read, are a
+usage error (exit 2).
 """
 
 from __future__ import annotations
@@ -10,9 +11,11 @@ import argparse
 import asyncio
 import datetime as dt
 import sys
+from pathlib import Path
 from typing import Any
 
 from harvester.cli.common import add_logging_options, setup_logging
+from harvester.errors import ConfigError
 from harvester.simulator.options import FAULT_KINDS, SWITCHES, SimulatorOptions
 from harvester.simulator.parsing import parse_instant
 from harvester.simulator.server import serve_until_signalled
@@ -102,6 +105,13 @@ def register(commands: Any) -> None:
         switches.add_argument(
             flag, choices=choices, default=getattr(d, name), help=_SWITCH_HELP[name]
         )
+    add(
+        "--replay",
+        type=Path,
+        metavar="DIR",
+        default=None,
+        help="serve the session recorded in DIR (docs/recording.md) instead of simulated data",
+    )
     add_logging_options(parser)
     parser.set_defaults(handler=_run, parser=parser)
 
@@ -133,6 +143,7 @@ def options_of(args: argparse.Namespace) -> SimulatorOptions:
         email=args.email,
         password=args.password,
         now=args.now,
+        replay=args.replay,
         **{name: getattr(args, name) for _, name, _ in SWITCHES},
     )
 
@@ -145,6 +156,8 @@ def _run(args: argparse.Namespace) -> int:
         args.parser.error(problems[0])
     try:
         asyncio.run(serve_until_signalled(options, _announce))
+    except ConfigError as exc:
+        args.parser.error(str(exc))
     except OSError as exc:
         args.parser.error(f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}")
     return 0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Final
 
 from harvester.errors import ConfigError
@@ -76,6 +77,8 @@ class SimulatorOptions:
     over_cap: str = OVER_CAP[0]
     envelope: str = ENVELOPES[0]
     date_style: str = DATE_STYLES[0]
+    #: A recorded session to serve instead of simulated data (``docs/recording.md``).
+    replay: Path | None = None
 
     def problems(self) -> list[str]:
         """Every invalid value, as one message each (empty when all is well)."""
@@ -103,10 +106,19 @@ class SimulatorOptions:
             )
         if self.now is not None and self.now.tzinfo is None:
             found.append("--now must carry a time zone (e.g. 2024-01-10T14:00:00Z)")
+        flipped = []
         for flag, name, choices in SWITCHES:
             value = getattr(self, name)
             if value not in choices:
                 found.append(f"{flag} must be one of {', '.join(choices)}; got {value!r}")
+            elif value != choices[0]:
+                flipped.append(flag)
+        if self.replay is not None and (flipped or self.fault_rate):
+            # A recording is served as it was recorded: nothing could honour these.
+            found.append(
+                "--replay serves the recording as recorded; drop "
+                + ", ".join([*flipped, *(["--fault-rate"] if self.fault_rate else [])])
+            )
         return found
 
     def validate(self) -> None:

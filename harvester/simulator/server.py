@@ -13,6 +13,8 @@ from aiohttp import web
 
 from harvester.simulator.app import build_app
 from harvester.simulator.options import SimulatorOptions
+from harvester.simulator.recording import read_recording
+from harvester.simulator.replay import build_replay_app
 
 log = structlog.get_logger(__name__)
 
@@ -24,11 +26,16 @@ _SHUTDOWN_GRACE_S = 2.0
 async def running_simulator(options: SimulatorOptions) -> AsyncIterator[str]:
     """Serve the simulator in the current event loop; yields its base URL.
 
-    ``options.port`` 0 picks a free port. Raises ``ConfigError`` for invalid options.
+    ``options.port`` 0 picks a free port. Raises ``ConfigError`` for invalid options or a
+    ``replay`` recording that cannot be read.
     """
     options.validate()
+    if options.replay is None:
+        app = build_app(options)
+    else:
+        app = build_replay_app(read_recording(options.replay))
     runner = web.AppRunner(
-        build_app(options),
+        app,
         access_log=None,
         handle_signals=False,
         shutdown_timeout=_SHUTDOWN_GRACE_S,
@@ -42,7 +49,13 @@ async def running_simulator(options: SimulatorOptions) -> AsyncIterator[str]:
         await site.start()
         host, port = listener.getsockname()[:2]
         url = f"http://{host}:{port}"
-        log.info("simulator_listening", host=host, port=port, seed=options.seed)
+        log.info(
+            "simulator_listening",
+            host=host,
+            port=port,
+            seed=options.seed,
+            replay=str(options.replay) if options.replay else None,
+        )
         yield url
     finally:
         await runner.cleanup()
