@@ -29,7 +29,7 @@ from harvester.archive.sink import ParquetSink, SchemaRegistry, WindowRows
 from harvester.archive.storage import LocalStorage
 from harvester.errors import StorageError
 from harvester.inspect.report import stored_rows
-from harvester.inspect.verify import day_files
+from harvester.inspect.verify import data_files
 from harvester.models import Device
 from harvester.records.parse import parse_window
 
@@ -206,7 +206,7 @@ def test_report_and_verify_see_raw_uuids(tmp_path: Path) -> None:
     storage = LocalStorage(out)
     assert {uuid: days[DAY] for (_, uuid), days in stored_rows(storage).items()} == rows
     for uuid in rows:
-        assert list(day_files(storage, Device(uuid, "FMD", ""))) == [DAY]
+        assert [p.first for p in data_files(storage, Device(uuid, "FMD", ""))] == [DAY]
 
 
 @pytest.mark.parametrize(

@@ -7,8 +7,9 @@ Two traps this module steps around (see README "Querying the archive"):
   fields differ entirely. The union of all types is recorded at ``_harvest/schema/ALL.arrow``
   and passed to the reader explicitly here.
 - Hive partition values are inferred: ``device_id=0041`` becomes the integer 41. The
-  partitioning schema below reads ``device_type`` and ``device_id`` as strings and ``day`` as a
-  date. Values are %XX-decoded (pyarrow's default ``segment_encoding="uri"``), which undoes
+  partitioning schema below reads ``device_type`` and ``device_id`` as strings, and ``day`` as a
+  date or, in an archive of month files (``_harvest/archive.json``), ``month`` as ``YYYY-MM``
+  text. Values are %XX-decoded (pyarrow's default ``segment_encoding="uri"``), which undoes
   the encoding of ``harvester.archive.layout``: ``device_id`` is the server's raw uuid.
 
 ``out`` may be a local folder or any URI that ``pyarrow.fs`` resolves (``s3://bucket/prefix``).
@@ -24,14 +25,26 @@ import pyarrow as pa
 import pyarrow.dataset as ds
 import pyarrow.fs as pafs
 
-from harvester.archive.layout import ALL_TYPES, SCHEMA_PREFIX, SCHEMA_SUFFIX, schema_key
+from harvester.archive.layout import (
+    ALL_TYPES,
+    ARCHIVE_KEY,
+    DAY,
+    DEFAULT_PARTITION,
+    MONTH,
+    SCHEMA_PREFIX,
+    SCHEMA_SUFFIX,
+    schema_key,
+)
+from harvester.archive.settings import partition_from_record
 from harvester.errors import StorageError
 from harvester.records.schema import unify
 
-#: The archive's partition keys as they should be read.
+#: The archive's partition keys as they should be read (a day archive's).
 PARTITION_SCHEMA: Final = pa.schema(
     [("device_type", pa.string()), ("device_id", pa.string()), ("day", pa.date32())]
 )
+#: The last partition key of each layout: the UTC day as a date, the month as ``YYYY-MM``.
+PERIOD_FIELDS: Final = {DAY: pa.field(DAY, pa.date32()), MONTH: pa.field(MONTH, pa.string())}
 
 
 def _resolve(out: str | Path) -> tuple[pafs.FileSystem, str]:
@@ -79,16 +92,31 @@ def record_schema(out: str | Path, device_type: str | None = None) -> pa.Schema:
     return reduce(unify, found)
 
 
-def partitioning(device_type: str | None = None) -> ds.Partitioning:
-    """Hive partitioning with string ids; for one type's folder, without ``device_type``."""
+def partition_of(out: str | Path) -> str:
+    """The archive's partition, ``day`` or ``month`` (``day`` when it records none)."""
+    filesystem, root = _resolve(out)
+    try:
+        with filesystem.open_input_stream(f"{root}/{ARCHIVE_KEY}") as stream:
+            record = stream.read()
+    except FileNotFoundError:
+        return DEFAULT_PARTITION
+    except (pa.ArrowException, OSError) as exc:
+        raise StorageError(f"cannot read {out}/{ARCHIVE_KEY}: {exc}") from exc
+    return partition_from_record(record, str(out))
+
+
+def partitioning(device_type: str | None = None, partition: str = DAY) -> ds.Partitioning:
+    """Hive partitioning with string ids and the ``partition``'s own key; for one type's
+    folder, without ``device_type``."""
     fields = [f for f in PARTITION_SCHEMA if device_type is None or f.name != "device_type"]
+    fields[-1] = PERIOD_FIELDS[partition]
     return ds.partitioning(pa.schema(fields), flavor="hive")
 
 
 def unified_schema(out: str | Path, device_type: str | None = None) -> pa.Schema:
     """The recorded record schema followed by the partition keys: what ``dataset`` reads."""
     schema = record_schema(out, device_type)
-    for field in partitioning(device_type).schema:
+    for field in partitioning(device_type, partition_of(out)).schema:
         schema = schema.append(field)
     return schema
 
@@ -101,6 +129,6 @@ def dataset(out: str | Path, device_type: str | None = None) -> ds.Dataset:
         base,
         filesystem=filesystem,
         format="parquet",
-        partitioning=partitioning(device_type),
+        partitioning=partitioning(device_type, partition_of(out)),
         schema=unified_schema(out, device_type),
     )

@@ -1,7 +1,8 @@
 """Coverage of the archive per device and UTC day, for ``harvester report`` (no network).
 
 Sources: the checkpoint (windows finished and failed, the server count each day was planned
-against), the day files' footers (rows stored), ``_harvest/devices.json`` (names) and
+against), the day files' footers (rows stored; a month file's ``date`` column, bucketed by
+day), ``_harvest/devices.json`` (names) and
 ``_harvest/availability.json`` (the server's days and counts at the last run). With
 ``--verify`` the server's counts of now replace the recorded ones.
 
@@ -28,6 +29,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Final
+from zoneinfo import ZoneInfo
 
 import orjson
 import pyarrow as pa
@@ -37,18 +39,22 @@ import structlog
 from harvester.archive.availability import DayCounts
 from harvester.archive.checkpoint.state import DayProgress
 from harvester.archive.layout import (
+    DAY,
     DEVICES_NAME,
     HARVEST_DIR,
     is_temporary,
-    parse_day_key,
+    parse_file_key,
     state_keys,
 )
+from harvester.archive.layout import Period as FilePeriod
 from harvester.archive.storage import Storage
 from harvester.errors import StorageError
+from harvester.inspect.verify import day_counts
 from harvester.models import DEVICE_TYPES, Device, is_complete_day
 
 log = structlog.get_logger(__name__)
 
+_UTC: Final = ZoneInfo("UTC")
 #: Beyond these many days a column is an ISO week; beyond the second, a month.
 DAYS_PER_DAY_COLUMN: Final = 92
 DAYS_PER_WEEK_COLUMN: Final = 3 * 366 + 31
@@ -161,29 +167,35 @@ def read_devices(storage: Storage) -> list[Device]:
     return list(devices.values())
 
 
-def _parse_day_key(key: str) -> tuple[str, str, dt.date] | None:
-    """``(type, raw uuid, day)`` of a day file; None for temporaries and other files."""
-    return None if is_temporary(key) else parse_day_key(key)
+def _parse_file_key(key: str) -> tuple[str, str, FilePeriod] | None:
+    """``(type, raw uuid, period)`` of a data file; None for temporaries and other files."""
+    return None if is_temporary(key) else parse_file_key(key)
 
 
 def stored_rows(storage: Storage) -> dict[tuple[str, str], dict[dt.date, int]]:
-    """Rows in each day file's footer, per (type, uuid) and UTC day; unreadable files count 0."""
-    files = [(key, parsed) for key in storage.list_files("") if (parsed := _parse_day_key(key))]
+    """Rows stored per (type, uuid) and UTC day: a day file's footer, a month file's dates
+    bucketed by day; an unreadable day file counts 0, an unreadable month file nothing."""
+    files = [(key, parsed) for key in storage.list_files("") if (parsed := _parse_file_key(key))]
 
-    def footer_rows(key: str) -> int:
+    def rows_by_day(file: tuple[str, tuple[str, str, FilePeriod]]) -> dict[dt.date, int]:
+        key, (_, _, period) = file
         try:
             with storage.open_input(key) as handle:
-                return int(pq.ParquetFile(handle).metadata.num_rows)
+                parquet = pq.ParquetFile(handle)
+                if period.partition == DAY:
+                    return {period.first: int(parquet.metadata.num_rows)}
+                dates = parquet.read(columns=["date"]).column("date")
         except (pa.ArrowException, OSError, StorageError) as exc:
             log.warning("day_file_unreadable", key=key, error=str(exc))
-            return 0
+            return {period.first: 0} if period.partition == DAY else {}
+        return dict(day_counts(dates, _UTC))
 
     # Footers are tiny reads: overlapping them matters on object storage, not on a disk.
     with ThreadPoolExecutor(max_workers=8, thread_name_prefix="report-footer") as pool:
-        counts = list(pool.map(footer_rows, [key for key, _ in files]))
+        counts = list(pool.map(rows_by_day, files))
     result: dict[tuple[str, str], dict[dt.date, int]] = {}
-    for (_, (device_type, uuid, day)), rows in zip(files, counts, strict=True):
-        result.setdefault((device_type, uuid), {})[day] = rows
+    for (_, (device_type, uuid, _)), rows in zip(files, counts, strict=True):
+        result.setdefault((device_type, uuid), {}).update(rows)
     return result
 
 

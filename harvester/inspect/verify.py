@@ -1,8 +1,8 @@
 """``harvester verify``: stored rows per device and day against the server's own counts.
 
 Days are reckoned in ``--timezone`` (UTC by default), as the server's available-dates call
-reckons them. In UTC a day's stored count is read from its file's footer; in another zone the
-``date`` column of the files is read and bucketed by local day.
+reckons them. In UTC a day file's stored count is read from its footer; a month file, or any
+file in another zone, has its ``date`` column read and bucketed by day.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from harvester.archive.layout import device_prefix, is_temporary, parse_day_key
+from harvester.archive.layout import DAY, Period, device_prefix, is_temporary, parse_file_key
 from harvester.archive.storage import Storage
 from harvester.models import DayAvailability, Device
 
@@ -39,11 +39,11 @@ class VerifyReport:
     mismatches: list[DayMismatch] = field(default_factory=list)
 
 
-def day_files(storage: Storage, device: Device) -> dict[dt.date, str]:
-    """The device's day files by UTC day (temporary leftovers ignored)."""
-    files: dict[dt.date, str] = {}
+def data_files(storage: Storage, device: Device) -> dict[Period, str]:
+    """The device's data files (day or month) by period (temporary leftovers ignored)."""
+    files: dict[Period, str] = {}
     for key in storage.list_files(device_prefix(device.type, device.uuid)):
-        parsed = None if is_temporary(key) else parse_day_key(key)
+        parsed = None if is_temporary(key) else parse_file_key(key)
         if parsed is not None and parsed[1] == device.uuid:
             files[parsed[2]] = key
     return files
@@ -53,17 +53,26 @@ def stored_counts(storage: Storage, device: Device, zone: ZoneInfo) -> Counter[d
     """Rows stored for ``device`` per day of ``zone``."""
     counts: Counter[dt.date] = Counter()
     utc = zone.key == "UTC"
-    for day, key in day_files(storage, device).items():
+    for period, key in data_files(storage, device).items():
         with storage.open_input(key) as handle:
             parquet = pq.ParquetFile(handle)
-            if utc:
-                counts[day] += parquet.metadata.num_rows
+            if utc and period.partition == DAY:
+                counts[period.first] += parquet.metadata.num_rows
                 continue
             dates = parquet.read(columns=["date"]).column("date")
-        local = pc.strftime(dates.cast(pa.timestamp("ms", tz=zone.key)), format="%Y-%m-%d")
-        for value in pc.value_counts(local).to_pylist():
-            counts[dt.date.fromisoformat(value["values"])] += value["counts"]
+        counts.update(day_counts(dates, zone))
     return counts
+
+
+def day_counts(dates: pa.ChunkedArray, zone: ZoneInfo) -> Counter[dt.date]:
+    """How many of ``dates`` (``timestamp[ms, UTC]``) fall on each day of ``zone``."""
+    local = pc.strftime(dates.cast(pa.timestamp("ms", tz=zone.key)), format="%Y-%m-%d")
+    return Counter(
+        {
+            dt.date.fromisoformat(value["values"]): value["counts"]
+            for value in pc.value_counts(local).to_pylist()
+        }
+    )
 
 
 def _in_range(day: dt.date, since: dt.date | None, until: dt.date | None) -> bool:
