@@ -1,18 +1,23 @@
-"""One harvest, start to finish: lock → checkpoint → sign in → plan → pool → manifest.
+"""One harvest, start to finish: lock → checkpoint → sign in → plan → pool → manifest; and
+``harvester plan``'s preview of it (the same steps up to the plan, writing nothing).
 
-Also the network half of ``harvester plan``: discovering devices and their available days,
-which both ``plan`` and ``run`` need.
+Storage work before the pool (opening the archive and its checkpoint, which may compact it,
+the state files and the file check of planning) runs in a worker thread: on object storage
+each call is a round trip, and the event loop must stay free to take a signal. A ``stop`` set
+meanwhile is honoured at the end of the step under way (a step that writes is never cut
+short); discovery, which only reads, is dropped at once.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import os
 import socket
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping
 from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -21,104 +26,38 @@ import orjson
 import structlog
 
 from harvester import __version__, crashpoints
-from harvester.api.client import ClientSettings, SensitClient
+from harvester.api.client import ClientSettings
+from harvester.api.client import SensitClient as SensitClient
 from harvester.archive.availability import record_availability
 from harvester.archive.checkpoint.journal import CheckpointJournal
 from harvester.archive.integrity import damaged_days, trusting_only_intact
-from harvester.archive.layout import (
-    CHECKPOINT_PREFIX,
-    DEVICES_NAME,
-    HARVEST_DIR,
-    checkpoint_prefix,
-    journal_prefixes,
-    lock_key,
-    run_key,
-    state_key,
-    unusable_uuid,
-)
-from harvester.archive.objectstore import ObjectStorage, local_path, open_location
+from harvester.archive.layout import DEVICES_NAME, checkpoint_prefix, lock_key, run_key, state_key
+from harvester.archive.opening import open_storage
 from harvester.archive.settings import settle_partition
 from harvester.archive.sink import ParquetSink, SchemaRegistry
-from harvester.archive.storage import LocalStorage, Storage
+from harvester.archive.storage import Storage
 from harvester.config import HarvestConfig
-from harvester.errors import ConfigError, HarvesterError, InternalError, RemoteError, StorageError
+from harvester.errors import HarvesterError, InternalError, Interrupted
 from harvester.fetch.backoff import RetryPolicy
-from harvester.fetch.gate import RequestGate
-from harvester.fetch.pool import PoolStats, WindowPool, describe_stats
-from harvester.fetch.retrying import with_retries
-from harvester.models import DayAvailability, Device, DeviceDays, FailedDevice, WindowJob
-from harvester.plan.planner import Plan, plan_windows
-from harvester.plan.shards import Shard, devices_of
+from harvester.fetch.discovery import Availability, Discovery, discover, discover_devices
+from harvester.fetch.gate import RequestGate as RequestGate
+from harvester.fetch.pool import PoolStats, describe_stats
+from harvester.fetch.pool import WindowPool as WindowPool
+from harvester.models import FailedDevice, WindowJob
+from harvester.plan.planner import Plan, estimate_seconds, plan_windows
+from harvester.plan.shards import Shard
 from harvester.plan.windows import local_days_to_utc
 
 log = structlog.get_logger(__name__)
 
 T = TypeVar("T")
 
-Availability = dict[Device, DeviceDays]
+#: How an observer (the CLI's progress display) is handed a live run: its pool, its gate and
+#: its client, re-exported above so that it need not reach into the layers below.
+OnPool = Callable[[WindowPool, RequestGate, SensitClient], None]
 
-
-@dataclass(frozen=True)
-class Discovery:
-    """The available days of each selected device that answered, and the devices whose days
-    could not be read (every other device is harvested all the same)."""
-
-    availability: Availability
-    failed: list[FailedDevice]
-
-    @property
-    def devices(self) -> list[Device]:
-        """Every selected device, failed ones last."""
-        return [*self.availability, *(f.device for f in self.failed)]
-
-
-def open_storage(config: HarvestConfig) -> Storage:
-    """The archive's storage, after checking that OUT is ours (or empty) and usable.
-
-    A folder or ``file://`` URI is a ``LocalStorage``; any other URI (``s3://bucket/prefix``)
-    is object storage through ``pyarrow.fs``.
-    """
-    out = local_path(config.out)
-    if out is None:
-        storage = open_location(config.out, config.s3_endpoint)
-        assert isinstance(storage, ObjectStorage)  # only a local path makes a LocalStorage
-        _refuse_foreign(storage.describe(), storage.top_level_names())
-        return storage
-    if out.exists() and not out.is_dir():
-        raise StorageError(f"--out {out} is a file, not a folder: choose a folder")
-    if out.is_dir():
-        _refuse_foreign(str(out), [entry.name for entry in out.iterdir()])
-    return LocalStorage(out)
-
-
-def _refuse_foreign(out: str, names: Sequence[str]) -> None:
-    foreign = sorted(
-        name for name in names if name != HARVEST_DIR and not name.startswith(("device_type=", "."))
-    )
-    if foreign:
-        shown = ", ".join(foreign[:3]) + (" …" if len(foreign) > 3 else "")
-        raise StorageError(
-            f"--out {out} already holds files that are not a harvester archive ({shown}): "
-            "choose an empty or new folder"
-        )
-
-
-def open_existing_storage(config: HarvestConfig) -> Storage:
-    """The storage of an archive that must already exist (status, verify, report)."""
-    out = local_path(config.out)
-    missing = StorageError(f"no archive at --out {config.out}: run 'harvester run' first")
-    if out is not None and not out.is_dir():
-        raise missing
-    storage = open_storage(config)
-    if out is None and not storage.list_files(f"{HARVEST_DIR}/"):
-        raise missing
-    return storage
-
-
-def read_all_checkpoints(storage: Storage) -> CheckpointJournal:
-    """A read-only view of every journal (unsharded and each shard's): the whole dataset."""
-    prefixes = journal_prefixes(storage.list_files(CHECKPOINT_PREFIX))
-    return CheckpointJournal.open_all(storage, prefixes)
+#: Seconds a window is assumed to take in flight, for the plan's estimate.
+ESTIMATE_LATENCY_S = 0.5
 
 
 def retry_policy(config: HarvestConfig) -> RetryPolicy:
@@ -127,78 +66,13 @@ def retry_policy(config: HarvestConfig) -> RetryPolicy:
     )
 
 
-def select_devices(listed: Sequence[Device], config: HarvestConfig) -> list[Device]:
-    """Devices of the configured type and uuids; unknown uuids are a configuration error."""
-    if not listed:
-        kind = "" if config.device_type == "ALL" else f"{config.device_type} "
-        raise ConfigError(
-            f"the account lists no {kind}devices: check --device-type and the account"
-        )
-    if not config.devices:
-        return sorted(listed, key=lambda d: (d.type, d.uuid))
-    by_uuid = {d.uuid: d for d in listed}
-    unknown = [u for u in config.devices if u not in by_uuid]
-    if unknown:
-        known = ", ".join(sorted(by_uuid)[:10])
-        raise ConfigError(
-            f"unknown device uuid(s) {', '.join(unknown)} for --device-type "
-            f"{config.device_type}: the account has {known}"
-        )
-    return [by_uuid[u] for u in config.devices]
-
-
-async def discover(
-    client: SensitClient,
-    config: HarvestConfig,
-    gate: RequestGate,
-    timezone: str = "UTC",
-) -> Discovery:
-    """Sign in, list the selected devices and read their available days (bounded, paced).
-
-    ``--max-attempts`` is a per-window budget; these few calls always get at least the
-    default one, since without them there is no plan at all. A device whose days cannot be
-    read (after the retries its error is worth) is a ``FailedDevice``; the others go on.
-    """
-    policy = RetryPolicy(max_attempts=max(RetryPolicy().max_attempts, config.max_attempts))
-
-    async def paced(call: Callable[[], Awaitable[T]], what: str) -> T:
-        return await with_retries(lambda: gate.send(call), policy, what=what)
-
-    await paced(client.sign_in, "sign-in")
-    listed = await paced(lambda: client.list_devices(config.device_type), "device list")
-    devices = devices_of(select_devices(listed, config), config.shard)
-    if config.shard is not None:
-        log.info("shard_devices", shard=str(config.shard), devices=len(devices), of=len(listed))
-    slots = asyncio.Semaphore(config.concurrency)
-
-    async def dates_of(device: Device) -> DeviceDays | FailedDevice:
-        unusable = unusable_uuid(device.uuid)
-        if unusable is not None:
-            log.warning("device_failed", device=device.uuid[:40], type=device.type, reason=unusable)
-            return FailedDevice(device, f"{unusable}: it cannot name a folder of the archive")
-        try:
-            async with slots:
-                days: list[DayAvailability] = await paced(
-                    lambda: client.available_dates(device, timezone), f"dates of {device.uuid}"
-                )
-        except RemoteError as exc:
-            log.warning("device_failed", device=device.uuid, type=device.type, reason=str(exc))
-            return FailedDevice(device, str(exc))
-        if not days:
-            log.warning("device_has_no_data", device=device.uuid, type=device.type)
-        return DeviceDays.of(days)
-
-    found = await asyncio.gather(*(dates_of(d) for d in devices))
-    return Discovery(
-        {d: days for d, days in zip(devices, found, strict=True) if isinstance(days, DeviceDays)},
-        [failure for failure in found if isinstance(failure, FailedDevice)],
-    )
-
-
 def make_plan(
     config: HarvestConfig, availability: Availability, journal: CheckpointJournal, storage: Storage
 ) -> Plan:
-    """The windows to fetch; a day whose file is missing or damaged is fetched again whole."""
+    """The windows to fetch; a day whose file is missing or damaged is fetched again whole.
+
+    Reads a few bytes of every day file the checkpoint vouches for: call it from a thread.
+    """
     lo, hi = local_days_to_utc(config.since, config.until, config.zone)
     damaged = damaged_days(storage, availability, journal.finished_for, lo, hi)
     return plan_windows(
@@ -208,6 +82,60 @@ def make_plan(
         trusting_only_intact(journal.finished_for, damaged),
         journal.finished_days,
     )
+
+
+async def _unless_stopped(work: Awaitable[T], stop: asyncio.Event) -> T | None:
+    """``work``'s result, or None as soon as ``stop`` is set (``work`` is then cancelled):
+    only for work that writes nothing, such as discovery."""
+    task = asyncio.ensure_future(work)
+    stopped = asyncio.ensure_future(stop.wait())
+    try:
+        await asyncio.wait({task, stopped}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stopped.cancel()
+        if not task.done():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+    return None if task.cancelled() else task.result()
+
+
+@dataclass(frozen=True)
+class PlanPreview:
+    """What ``harvester plan`` shows: the plan's totals, what discovery found, and how long a
+    run should take at the configured rate and concurrency."""
+
+    plan: Plan
+    discovery: Discovery
+    eta_s: float
+
+
+def _open_for_plan(config: HarvestConfig) -> tuple[Storage, CheckpointJournal]:
+    storage = open_storage(config)
+    settle_partition(storage, config.partition, record=False)
+    journal = CheckpointJournal.open(
+        storage, "plan", prefix=checkpoint_prefix(config.shard), compact=False
+    )
+    return storage, journal
+
+
+async def preview_plan(config: HarvestConfig, stop: asyncio.Event) -> PlanPreview:
+    """What a run would fetch now; fetches no records and writes nothing (the checkpoint is
+    read, not compacted). ``Interrupted`` when ``stop`` is set before the plan is made."""
+    settings = ClientSettings.from_config(config)
+    storage, journal = await asyncio.to_thread(_open_for_plan, config)
+    discovery = None
+    if not stop.is_set():
+        discovery = await _unless_stopped(discover_devices(settings, config), stop)
+    if discovery is None:
+        raise Interrupted("interrupted before the plan was shown")
+    plan = await asyncio.to_thread(make_plan, config, discovery.availability, journal, storage)
+    if stop.is_set():
+        raise Interrupted("interrupted before the plan was shown")
+    eta = estimate_seconds(
+        plan.windows_to_fetch, config.rps, config.concurrency, latency_s=ESTIMATE_LATENCY_S
+    )
+    return PlanPreview(plan, discovery, eta)
 
 
 @dataclass
@@ -273,78 +201,30 @@ def _write_json(storage: Storage, key: str, value: Any) -> None:
     storage.write_file(key, lambda handle: handle.write(body))
 
 
+def _record_discovery(storage: Storage, config: HarvestConfig, discovery: Discovery) -> None:
+    """The device list and their days, for ``report`` to read without the network."""
+    _write_json(
+        storage,
+        state_key(config.shard, DEVICES_NAME),
+        [{"uuid": d.uuid, "type": d.type, "name": d.name} for d in discovery.devices],
+    )
+    record_availability(storage, discovery.availability, config.shard)
+
+
 async def run_harvest(
-    config: HarvestConfig,
-    stop: asyncio.Event,
-    on_pool: Callable[[WindowPool, RequestGate, SensitClient], None] | None = None,
+    config: HarvestConfig, stop: asyncio.Event, on_pool: OnPool | None = None
 ) -> RunSummary:
     """The back-fill. ``on_pool`` lets the CLI attach a progress display to a live run."""
     settings = ClientSettings.from_config(config)
-    storage = open_storage(config)
+    storage = await asyncio.to_thread(open_storage, config)
     run_id = new_run_id()
     summary = RunSummary(run_id=run_id, started_at=dt.datetime.now(dt.UTC).isoformat())
     started = time.monotonic()
     owner = f"run {run_id} (pid {os.getpid()} on {socket.gethostname()})"
-    lock = storage.acquire_lock(lock_key(config.shard), owner)
+    lock = await asyncio.to_thread(storage.acquire_lock, lock_key(config.shard), owner)
     try:
-        partition = settle_partition(storage, config.partition)
-        journal = CheckpointJournal.open(storage, run_id, prefix=checkpoint_prefix(config.shard))
-        gate = RequestGate(config.rps)
-        async with SensitClient(settings) as client:
-            discovery = await discover(client, config, gate)
-            availability, summary.devices_failed = discovery.availability, discovery.failed
-            _write_json(
-                storage,
-                state_key(config.shard, DEVICES_NAME),
-                [{"uuid": d.uuid, "type": d.type, "name": d.name} for d in discovery.devices],
-            )
-            record_availability(storage, availability, config.shard)
-            crashpoints.hit("planning")
-            plan = make_plan(config, availability, journal, storage)
-            summary.devices, summary.days = plan.devices, plan.days
-            summary.windows_planned, summary.windows_reused = (
-                plan.windows_total,
-                plan.windows_reused,
-            )
-            log.info(
-                "plan_ready",
-                devices=plan.devices,
-                days=plan.days,
-                windows=plan.windows_to_fetch,
-                reused=plan.windows_reused,
-            )
-            schemas = SchemaRegistry(storage)
-            sink = ParquetSink(storage, schemas, partition)
-            with ThreadPoolExecutor(max_workers=2, thread_name_prefix="harvest-cpu") as executor:
-                pool = WindowPool(
-                    fetch=lambda job: _fetch(client, job),
-                    sink=sink,
-                    journal=journal,
-                    gate=gate,
-                    policy=retry_policy(config),
-                    concurrency=config.concurrency,
-                    days_in_flight=config.effective_days_in_flight,
-                    executor=executor,
-                    stop=stop,
-                )
-                if on_pool is not None:
-                    on_pool(pool, gate, client)
-                # The live counters: whatever stops the pool, the summary tells what it did.
-                summary.pool = pool.stats
-                try:
-                    await pool.run(plan.jobs(), plan.windows_to_fetch)
-                    if not stop.is_set():
-                        _check_settled(pool.stats)
-                        await _align_widened(sink, schemas, executor, config.shard)
-                except HarvesterError as exc:
-                    summary.failure = exc
-                except Exception as exc:
-                    summary.failure = InternalError(exc, "after the last window")
-                finally:
-                    summary.client = client.stats.as_dict()
-                summary.interrupted = stop.is_set() and summary.failure is None
-        if summary.failure is None:
-            journal.close()
+        await _harvest(config, settings, storage, run_id, stop, summary, on_pool)
+        summary.interrupted = stop.is_set() and summary.failure is None
     except Exception as exc:
         # Before the pool started (or on closing): saved in the manifest, raised to the CLI.
         summary.failure = (
@@ -358,6 +238,78 @@ async def run_harvest(
         finally:
             lock.release()
     return summary
+
+
+def _open_for_run(
+    storage: Storage, config: HarvestConfig, run_id: str
+) -> tuple[str, CheckpointJournal]:
+    partition = settle_partition(storage, config.partition)
+    journal = CheckpointJournal.open(storage, run_id, prefix=checkpoint_prefix(config.shard))
+    return partition, journal
+
+
+async def _harvest(
+    config: HarvestConfig,
+    settings: ClientSettings,
+    storage: Storage,
+    run_id: str,
+    stop: asyncio.Event,
+    summary: RunSummary,
+    on_pool: OnPool | None,
+) -> None:
+    """The run under its lock: fills ``summary`` in as it goes."""
+    partition, journal = await asyncio.to_thread(_open_for_run, storage, config, run_id)
+    gate = RequestGate(config.rps)
+    async with SensitClient(settings) as client:
+        discovery = None
+        if not stop.is_set():
+            discovery = await _unless_stopped(discover(client, config, gate), stop)
+        if discovery is None:
+            return
+        summary.devices_failed = discovery.failed
+        await asyncio.to_thread(_record_discovery, storage, config, discovery)
+        crashpoints.hit("planning")
+        plan = await asyncio.to_thread(make_plan, config, discovery.availability, journal, storage)
+        summary.devices, summary.days = plan.devices, plan.days
+        summary.windows_planned, summary.windows_reused = plan.windows_total, plan.windows_reused
+        log.info(
+            "plan_ready",
+            devices=plan.devices,
+            days=plan.days,
+            windows=plan.windows_to_fetch,
+            reused=plan.windows_reused,
+        )
+        schemas = SchemaRegistry(storage)
+        sink = ParquetSink(storage, schemas, partition)
+        with ThreadPoolExecutor(max_workers=2, thread_name_prefix="harvest-cpu") as executor:
+            pool = WindowPool(
+                fetch=lambda job: _fetch(client, job),
+                sink=sink,
+                journal=journal,
+                gate=gate,
+                policy=retry_policy(config),
+                concurrency=config.concurrency,
+                days_in_flight=config.effective_days_in_flight,
+                executor=executor,
+                stop=stop,
+            )
+            if on_pool is not None:
+                on_pool(pool, gate, client)
+            # The live counters: whatever stops the pool, the summary tells what it did.
+            summary.pool = pool.stats
+            try:
+                await pool.run(plan.jobs(), plan.windows_to_fetch)
+                if not stop.is_set():
+                    _check_settled(pool.stats)
+                    await _align_widened(sink, schemas, executor, config.shard)
+            except HarvesterError as exc:
+                summary.failure = exc
+            except Exception as exc:
+                summary.failure = InternalError(exc, "after the last window")
+            finally:
+                summary.client = client.stats.as_dict()
+    if summary.failure is None:
+        await asyncio.to_thread(journal.close)
 
 
 def _check_settled(stats: PoolStats) -> None:

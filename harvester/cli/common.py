@@ -1,14 +1,28 @@
-"""Options shared by plan/run/status/verify, and turning them into a ``HarvestConfig``."""
+"""Options shared by plan/run/status/verify, and turning them into a ``HarvestConfig``.
+
+Light on purpose: the parser is built on every start, ``--help`` included. The configuration
+(which loads numpy through ``harvester.models``) and structlog (which loads rich) are imported
+only when a command runs.
+"""
 
 from __future__ import annotations
 
 import argparse
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from harvester.config import HarvestConfig, read_config_file, resolve_config
-from harvester.logging import configure_logging, register_secret
+if TYPE_CHECKING:
+    from harvester.config import HarvestConfig
+
+
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Descriptions and epilogs printed as written (paragraphs, examples one a line)."""
+
+
+class DefaultsHelpFormatter(HelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
+    """``HelpFormatter`` that also shows each option's default."""
+
 
 # Flags whose value feeds the config; the rest (logging, --config) are handled here.
 _CONFIG_FLAGS = (
@@ -37,7 +51,12 @@ _CONFIG_FLAGS = (
 
 def add_logging_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("logging")
-    group.add_argument("--log-format", choices=("console", "json"), default="console")
+    group.add_argument(
+        "--log-format",
+        choices=("console", "json"),
+        default="console",
+        help="console: key=value lines; json: one object a line (both on stderr)",
+    )
     group.add_argument("-v", "--verbose", action="count", default=0, help="more detail (-vv)")
     group.add_argument("-q", "--quiet", action="count", default=0, help="warnings only")
 
@@ -90,11 +109,16 @@ def add_shard_option(parser: argparse.ArgumentParser) -> None:
 
 
 def setup_logging(args: argparse.Namespace) -> None:
+    from harvester.logging import configure_logging
+
     configure_logging(args.log_format, args.verbose - args.quiet)
 
 
 def load_config(args: argparse.Namespace) -> HarvestConfig:
     """Flags > SENSIT_* environment > --config file > defaults, validated."""
+    from harvester.config import read_config_file, resolve_config
+    from harvester.logging import register_secret
+
     flags: dict[str, Any] = {k: getattr(args, k, None) for k in _CONFIG_FLAGS}
     file_values = read_config_file(args.config) if args.config else None
     config = resolve_config(flags, os.environ, file_values, file_name=str(args.config))

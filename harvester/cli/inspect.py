@@ -1,46 +1,73 @@
-"""``harvester verify`` (against the server) and ``harvester status`` (checkpoint only)."""
+"""``harvester verify`` (against the server) and ``harvester status`` (checkpoint only): options
+in, one call into ``harvester.inspect``, the outcome printed."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from harvester.api.client import ClientSettings, SensitClient
-from harvester.archive.checkpoint.state import DayProgress
-from harvester.archive.layout import RUNS_PREFIX
 from harvester.cli.common import (
+    HelpFormatter,
     add_common_options,
     add_shard_option,
     load_config,
     printable,
     setup_logging,
 )
-from harvester.config import HarvestConfig
-from harvester.fetch.gate import RequestGate
-from harvester.harvest import (
-    discover,
-    open_existing_storage,
-    read_all_checkpoints,
-)
-from harvester.inspect.verify import compare, format_mismatches
-from harvester.models import is_complete_day
+
+if TYPE_CHECKING:
+    from harvester.config import HarvestConfig
+    from harvester.inspect.status import ArchiveStatus
+
+VERIFY_DESCRIPTION = """\
+Compare, per device and day (in --timezone), the rows stored in the archive with
+the count the server reports for that day. Every mismatch is listed with the
+server's count and the stored one, then a one-line verdict. Exits 1 on any
+mismatch or on a device whose counts could not be read.
+"""
+VERIFY_EPILOG = """\
+example:
+  harvester verify --out sensit-data --since 2024-01-01 --until 2024-01-31
+"""
+STATUS_DESCRIPTION = """\
+Show an archive's progress: devices, device-days (and how many are complete),
+windows done and failed, records stored, and how the last run ended. Read from
+the archive's checkpoint alone, without the network, so it is quick and safe to
+run while a harvest is writing.
+"""
+STATUS_EPILOG = """\
+examples:
+  harvester status --out sensit-data
+  harvester status --out s3://bucket/sensit --json
+"""
 
 
 def register(commands: Any) -> None:
-    verify = commands.add_parser("verify", help="compare stored rows with the server's counts")
+    status = commands.add_parser(
+        "status",
+        help="progress of an archive, from its checkpoint alone (no network)",
+        description=STATUS_DESCRIPTION,
+        epilog=STATUS_EPILOG,
+        formatter_class=HelpFormatter,
+    )
+    add_common_options(status, network=False)
+    status.add_argument("--json", action="store_true", help="print the status as JSON")
+    status.set_defaults(handler=_status)
+    verify = commands.add_parser(
+        "verify",
+        help="compare the rows stored per device-day with the server's counts",
+        description=VERIFY_DESCRIPTION,
+        epilog=VERIFY_EPILOG,
+        formatter_class=HelpFormatter,
+    )
     add_common_options(verify)
     verify.add_argument("--rps", help="request rate ceiling per second (20)")
     verify.add_argument("--concurrency", help="requests in flight at once (16)")
     add_shard_option(verify)
     verify.set_defaults(handler=_verify)
-    status = commands.add_parser("status", help="progress from the checkpoint (no network)")
-    add_common_options(status, network=False)
-    status.add_argument("--json", action="store_true", help="print the status as JSON")
-    status.set_defaults(handler=_status)
 
 
 def _verify(args: argparse.Namespace) -> int:
@@ -51,25 +78,21 @@ def _verify(args: argparse.Namespace) -> int:
 
 async def verify_command(config: HarvestConfig) -> int:
     """Print every mismatching device-day and a verdict; exit code 1 on any mismatch."""
-    settings = ClientSettings.from_config(config)
-    storage = open_existing_storage(config)
-    async with SensitClient(settings) as client:
-        discovery = await discover(
-            client, config, RequestGate(config.rps), timezone=config.timezone
-        )
-    report = await asyncio.to_thread(
-        compare, storage, discovery.availability, config.zone, config.since, config.until
-    )
+    from harvester.inspect.sources import verify_archive
+    from harvester.inspect.verify import format_mismatches
+
+    verification = await verify_archive(config)
+    report, unverified = verification.report, verification.unverified
     for line in format_mismatches(report.mismatches):
         print(printable(line))
-    for failed in discovery.failed:
+    for failed in unverified:
         print(
             f"UNVERIFIED {failed.device.type} {printable(failed.device.uuid)}: "
             f"{printable(failed.reason)}"
         )
     problems = [f"{len(report.mismatches)} MISMATCHES"] if report.mismatches else []
-    if discovery.failed:
-        problems.append(f"{len(discovery.failed)} DEVICES UNVERIFIED")
+    if unverified:
+        problems.append(f"{len(unverified)} DEVICES UNVERIFIED")
     verdict = ", ".join(problems) or "OK"
     print(
         f"verify {verdict}: {report.days_checked} device-days ({config.timezone}), "
@@ -78,45 +101,35 @@ async def verify_command(config: HarvestConfig) -> int:
     return 1 if problems else 0
 
 
-def summarize(days: Sequence[DayProgress]) -> dict[str, int]:
-    """Totals over the checkpoint's device-days (complete: ``models.is_complete_day``)."""
-    return {
-        "devices": len({d.device_uuid for d in days}),
-        "days": len(days),
-        "days_complete": sum(
-            is_complete_day(d.records, d.day_count, d.windows_failed) for d in days
-        ),
-        "windows_finished": sum(d.windows_finished for d in days),
-        "windows_failed": sum(d.windows_failed for d in days),
-        "records": sum(d.records for d in days),
-    }
-
-
 def _status(args: argparse.Namespace) -> int:
+    from harvester.inspect.status import read_status
+
     setup_logging(args)
     config = load_config(args)
-    storage = open_existing_storage(config)
-    journal = read_all_checkpoints(storage)
-    status = summarize(journal.days())
-    runs = sorted(k for k in storage.list_files(RUNS_PREFIX) if k.endswith(".json"))
-    last_run = orjson.loads(storage.read_bytes(runs[-1])) if runs else None
+    status = read_status(config)
     if args.json:
-        print(orjson.dumps({**status, "last_run": last_run}, option=orjson.OPT_INDENT_2).decode())
+        document = {**status.totals, "last_run": status.last_run}
+        print(orjson.dumps(document, option=orjson.OPT_INDENT_2).decode())
         return 0
-    print(f"archive          {storage.describe()}")
-    print(f"devices          {status['devices']}")
-    print(f"device-days      {status['days']} ({status['days_complete']} complete)")
-    print(f"windows done     {status['windows_finished']}")
-    print(f"windows failed   {status['windows_failed']}")
-    print(f"records stored   {status['records']:,}")
-    if last_run is not None:
-        print(f"last run         {printable(_describe_run(last_run))}")
-    for failure in journal.failed():
+    print_status(status)
+    return 0
+
+
+def print_status(status: ArchiveStatus) -> None:
+    totals = status.totals
+    print(f"archive          {status.archive}")
+    print(f"devices          {totals['devices']}")
+    print(f"device-days      {totals['days']} ({totals['days_complete']} complete)")
+    print(f"windows done     {totals['windows_finished']}")
+    print(f"windows failed   {totals['windows_failed']}")
+    print(f"records stored   {totals['records']:,}")
+    if status.last_run is not None:
+        print(f"last run         {printable(_describe_run(status.last_run))}")
+    for failure in status.failed:
         print(
             f"FAILED           {printable(failure.device_uuid)} {failure.start.isoformat()} .. "
             f"{failure.end.isoformat()}: {printable(failure.reason)}"
         )
-    return 0
 
 
 def _describe_run(manifest: dict[str, Any]) -> str:

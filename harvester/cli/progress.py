@@ -1,18 +1,20 @@
-"""Live progress of a run: a rich bar on a terminal, periodic ``progress`` events otherwise."""
+"""Live progress of a run: a rich bar on a terminal, periodic ``progress`` events otherwise.
+
+Imported only by a command that runs a harvest: rich is heavy.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import sys
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
 from rich.progress import BarColumn, Progress, TextColumn
 
-from harvester.api.client import SensitClient
-from harvester.fetch.gate import RequestGate
-from harvester.fetch.pool import WindowPool
+if TYPE_CHECKING:
+    from harvester.harvest import RequestGate, SensitClient, WindowPool
 
 log = structlog.get_logger(__name__)
 
