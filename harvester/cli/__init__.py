@@ -2,6 +2,13 @@
 
 Exit codes: 0 done · 1 some windows failed, verify found a mismatch, or the server failed ·
 2 usage, configuration or storage error · 3 authentication failed · 130 interrupted.
+
+Each command module registers its options from light modules only (argparse, the standard
+library, ``harvester.errors``, the simulator's options); what a command needs to run
+(``harvester.harvest``, ``harvester.inspect``: aiohttp, pyarrow, numpy, rich) its handler
+imports when it runs. So ``harvester --help`` loads none of them, and ``status`` loads no
+HTTP client (``tests/test_cli_startup.py``). The CLI reaches the core only through
+``harvester.harvest`` and ``harvester.inspect``.
 """
 
 from __future__ import annotations
@@ -14,7 +21,7 @@ from collections.abc import Sequence
 
 from harvester import __version__
 from harvester.cli import demo, harvest, inspect, report, simulate
-from harvester.cli.common import printable
+from harvester.cli.common import HelpFormatter, printable
 from harvester.errors import (
     AuthError,
     ConfigError,
@@ -53,11 +60,41 @@ class _Parser(argparse.ArgumentParser):
         return ""
 
 
+DESCRIPTION = """\
+Back-fill the whole history of your SENSIT Connect sensors (FMD, SPOD, RAMP) into
+a Hive-partitioned Parquet archive, keep it topped up, and check it against the
+server's own daily counts. Every run resumes after any crash or Ctrl-C, and the
+archive holds each record exactly once.
+"""
+EPILOG = """\
+examples:
+  export SENSIT_EMAIL=you@example.com SENSIT_PASSWORD='...'
+  harvester plan --since 2024-01-01 --until 2024-12-31 --timezone America/Chicago
+  harvester run --since 2024-01-01 --until 2024-12-31 --out sensit-data
+  harvester status --out sensit-data
+  harvester verify --out sensit-data
+
+Settings come from flags, SENSIT_* environment variables and a TOML file
+(--config), in that order of precedence. 'harvester demo' tries it all out
+against the built-in simulator.
+
+exit codes: 0 done; 1 some windows or devices failed, or verify found a
+mismatch; 2 usage, configuration or storage error; 3 sign-in refused;
+130 interrupted (the next run resumes).
+
+Run 'harvester COMMAND --help' for a command's options.
+"""
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="harvester", description=__doc__.splitlines()[0])
+    parser = _Parser(
+        prog="harvester", description=DESCRIPTION, epilog=EPILOG, formatter_class=HelpFormatter
+    )
     parser.add_argument("--version", action="version", version=f"harvester {__version__}")
-    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
-    for command in (simulate, harvest, inspect, report, demo):
+    commands = parser.add_subparsers(
+        title="commands", metavar="COMMAND", dest="command", required=True, parser_class=_Parser
+    )
+    for command in (harvest, inspect, report, demo, simulate):
         command.register(commands)
     return parser
 

@@ -1,4 +1,7 @@
-"""``harvester demo``: the simulator in-process on a free port, a back-fill, a sample query."""
+"""``harvester demo``: the simulator in-process on a free port, a back-fill, a sample query.
+
+The simulator, the harvest and pyarrow are imported when the demo runs (see ``harvester.cli``).
+"""
 
 from __future__ import annotations
 
@@ -7,24 +10,39 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
-import pyarrow.compute as pc
-import pyarrow.dataset as ds
-
-from harvester.cli.common import add_logging_options, setup_logging
+from harvester.cli.common import HelpFormatter, add_logging_options, setup_logging
 from harvester.cli.harvest import run_command
 from harvester.cli.inspect import verify_command
-from harvester.config import HarvestConfig, Secret
 from harvester.simulator.options import SimulatorOptions
-from harvester.simulator.server import running_simulator
 
 DEMO_SIMULATOR = SimulatorOptions(
     seed=7, devices=6, days=5, cadence_s=10, latency_ms=20, fault_rate=0.05, slow_fault_s=3.0
 )
 
+DEMO_DESCRIPTION = """\
+See the harvester at work without an account: start the built-in SENSIT Connect
+simulator on a free port (6 devices, 5 days, a few injected faults), back-fill it
+into ./demo-data (or --out), verify the archive against the simulator's counts
+and print a sample query of the result. Needs no account and no internet.
+"""
+DEMO_EPILOG = """\
+then, for example:
+  harvester status --out demo-data
+  harvester report --out demo-data
+"""
+
 
 def register(commands: Any) -> None:
-    demo = commands.add_parser("demo", help="back-fill the built-in simulator into ./demo-data")
-    demo.add_argument("--out", type=Path, default=Path("demo-data"), help="(./demo-data)")
+    demo = commands.add_parser(
+        "demo",
+        help="back-fill the built-in simulator into ./demo-data, then query it",
+        description=DEMO_DESCRIPTION,
+        epilog=DEMO_EPILOG,
+        formatter_class=HelpFormatter,
+    )
+    demo.add_argument(
+        "--out", type=Path, default=Path("demo-data"), help="archive folder (./demo-data)"
+    )
     add_logging_options(demo)
     demo.set_defaults(handler=_demo)
 
@@ -35,6 +53,9 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 async def _demo_async(out: Path) -> int:
+    from harvester.config import HarvestConfig, Secret
+    from harvester.simulator.server import running_simulator
+
     async with running_simulator(DEMO_SIMULATOR) as base_url:
         print(f"simulator listening on {base_url} (seed {DEMO_SIMULATOR.seed})")
         config = HarvestConfig(
@@ -56,6 +77,9 @@ async def _demo_async(out: Path) -> int:
 
 def sample_query(out: Path) -> str:
     """Rows and time span per device, read back with pyarrow.dataset (hive partitioning)."""
+    import pyarrow.compute as pc
+    import pyarrow.dataset as ds
+
     dataset = ds.dataset(out, format="parquet", partitioning="hive")
     table = dataset.to_table(columns=["device_type", "device_id", "date"])
     grouped = table.group_by(["device_type", "device_id"]).aggregate(

@@ -14,13 +14,23 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from harvester.cli.common import add_logging_options, setup_logging
+from harvester.cli.common import DefaultsHelpFormatter, add_logging_options, setup_logging
 from harvester.errors import ConfigError
 from harvester.simulator.options import FAULT_KINDS, SWITCHES, SimulatorOptions
 from harvester.simulator.parsing import parse_instant
-from harvester.simulator.server import serve_until_signalled
 
 _DEFAULTS = SimulatorOptions()
+_DESCRIPTION = """\
+Run the SENSIT Connect simulator in the foreground: an HTTP server with the real
+API's routes, serving seeded, reproducible sensor data (with faults and rate
+limits if asked). It prints one line holding http://HOST:PORT once it listens and
+serves until Ctrl-C or SIGTERM, then exits 0. Point 'harvester run --base-url' at it.
+"""
+_EPILOG = """\
+example, in two terminals:
+  harvester simulate --port 8080 --devices 6 --days 30 --fault-rate 0.05
+  harvester run --base-url http://127.0.0.1:8080 --email demo@example.com --password demo
+"""
 _SWITCH_HELP = {
     "bounds": "which records a window holds: [start, end], [start, end) or (start, end)",
     "order": "a window's records newest first or oldest first",
@@ -59,8 +69,9 @@ def register(commands: Any) -> None:
     parser: argparse.ArgumentParser = commands.add_parser(
         "simulate",
         help="run the SENSIT Connect simulator in the foreground",
-        description=__doc__,
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        description=_DESCRIPTION,
+        epilog=_EPILOG,
+        formatter_class=DefaultsHelpFormatter,
     )
     d = _DEFAULTS
     add = parser.add_argument
@@ -154,6 +165,9 @@ def _run(args: argparse.Namespace) -> int:
     problems = options.problems()
     if problems:
         args.parser.error(problems[0])
+    # aiohttp.web loads only for the command that serves.
+    from harvester.simulator.server import serve_until_signalled
+
     try:
         asyncio.run(serve_until_signalled(options, _announce))
     except ConfigError as exc:
