@@ -74,13 +74,15 @@ test-all:
 	done; \
 	echo "=== test-all"; printf '  %s\n' "$${summary[@]}"; exit $$failed
 
+# The layer rules (.importlinter) are part of lint: a broken contract fails CI.
 lint: install
-	$(VENV)/bin/ruff check harvester tests scripts setup.py
-	$(VENV)/bin/ruff format --check harvester tests scripts setup.py
+	$(VENV)/bin/ruff check harvester tests scripts fuzz setup.py
+	$(VENV)/bin/ruff format --check harvester tests scripts fuzz setup.py
+	$(VENV)/bin/lint-imports --no-cache
 
 fmt: install
-	$(VENV)/bin/ruff format harvester tests scripts
-	$(VENV)/bin/ruff check --fix harvester tests scripts
+	$(VENV)/bin/ruff format harvester tests scripts fuzz
+	$(VENV)/bin/ruff check --fix harvester tests scripts fuzz
 
 typecheck: install
 	$(VENV)/bin/mypy
