@@ -74,7 +74,9 @@ def make_plan(
     Reads a few bytes of every day file the checkpoint vouches for: call it from a thread.
     """
     lo, hi = local_days_to_utc(config.since, config.until, config.zone)
-    damaged = damaged_days(storage, availability, journal.finished_for, lo, hi)
+    damaged = damaged_days(
+        storage, availability, journal.finished_for, lo, hi, journal.finished_days
+    )
     return plan_windows(
         availability,
         lo,

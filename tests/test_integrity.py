@@ -15,9 +15,9 @@ import pyarrow.parquet as pq
 import pytest
 
 from harvester.archive.integrity import damaged_days, file_problem, trusting_only_intact
-from harvester.archive.layout import day_file_key
+from harvester.archive.layout import ARCHIVE_KEY, day_file_key
 from harvester.archive.storage import LocalStorage
-from harvester.models import DayAvailability, Device, FinishedWindow
+from harvester.models import DayAvailability, Device, DeviceDays, FinishedWindow
 from tests.support.crash_harness import EMAIL, PASSWORD, archive_problems
 from tests.support.inproc import harvest, record_requests
 from tests.support.plain_client import collect_all
@@ -85,6 +85,36 @@ def test_days_without_records_or_out_of_range_are_not_checked(tmp_path: Path) ->
     later = dt.datetime(2024, 1, 2, tzinfo=dt.UTC)
     assert damaged_days(storage, availability(), full_windows, later, None) == set()
     assert damaged_days(storage, availability(), full_windows, None, None) == {(DEVICE.uuid, DAY)}
+
+
+@pytest.mark.parametrize("partition", ["day", "month"])
+def test_only_files_holding_a_finished_day_are_looked_at(tmp_path: Path, partition: str) -> None:
+    """Given the journal's finished days, a device's other available days cost nothing: the
+    checkpoint is asked about the finished days' files only, and the verdict is the same as
+    when every day is looked at."""
+    storage = LocalStorage(tmp_path)
+    storage.write_file(ARCHIVE_KEY, lambda h: h.write(b'{"partition": "%s"}' % partition.encode()))
+    last = dt.datetime(2024, 1, 1, 1, tzinfo=dt.UTC)
+    days = DeviceDays.of(
+        DayAvailability(DAY + dt.timedelta(days=i), 3, last + dt.timedelta(days=i))
+        for i in range(90)
+    )
+    asked: list[dt.date] = []
+
+    def finished_for(uuid: str, day: dt.date) -> list[FinishedWindow]:
+        asked.append(day)
+        return [finished(3)] if day == DAY else []
+
+    everything = damaged_days(storage, {DEVICE: days}, finished_for, None, None)
+    asked.clear()
+    by_finished = damaged_days(
+        storage, {DEVICE: days}, finished_for, None, None, lambda _uuid: {DAY.toordinal()}
+    )
+    assert by_finished == everything
+    assert (DEVICE.uuid, DAY) in by_finished
+    assert set(asked) == (
+        {DAY} if partition == "day" else {DAY + dt.timedelta(days=i) for i in range(31)}
+    )
 
 
 def test_trusting_only_intact_hides_damaged_days() -> None:

@@ -23,9 +23,10 @@ import datetime as dt
 import os
 import time
 from collections import defaultdict
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Final
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import structlog
@@ -34,7 +35,7 @@ from harvester.archive.layout import DAY, Period, partition_file_key, period_of
 from harvester.archive.settings import archive_partition
 from harvester.archive.storage import Storage
 from harvester.errors import StorageError
-from harvester.models import DayAvailability, Device, FinishedWindow
+from harvester.models import DayAvailability, Device, DeviceDays, FinishedWindow
 from harvester.plan.windows import day_overlaps
 
 log = structlog.get_logger(__name__)
@@ -43,6 +44,8 @@ MAGIC: Final = b"PAR1"
 _SLOT_S: Final = 2 * 3600
 
 FinishedLookup = Callable[[str, dt.date], Sequence[FinishedWindow]]
+#: A device's day ordinals with finished windows (``CheckpointJournal.finished_days``).
+FinishedDays = Callable[[str], Collection[int]]
 DayKey = tuple[str, dt.date]
 
 
@@ -79,9 +82,15 @@ def damaged_days(
     finished_for: FinishedLookup,
     lo: dt.datetime | None,
     hi: dt.datetime | None,
+    finished_days: FinishedDays | None = None,
 ) -> set[DayKey]:
     """The in-range device-days whose checkpointed records have no readable file, or (month
-    files) a file that holds fewer rows than the checkpoint vouches for (warned)."""
+    files) a file that holds fewer rows than the checkpoint vouches for (warned).
+
+    With ``finished_days`` (the journal's days with finished windows) only the periods holding
+    such a day are looked at: a fleet's million available days cost nothing when the
+    checkpoint holds few of them.
+    """
     started = time.perf_counter()
     partition = archive_partition(storage)
     action = (
@@ -92,9 +101,7 @@ def damaged_days(
     damaged: set[DayKey] = set()
     checked = 0
     for device, days in availability.items():
-        periods: defaultdict[Period, list[dt.date]] = defaultdict(list)
-        for info in days:
-            periods[period_of(info.day, partition)].append(info.day)
+        periods = _periods(days, partition, finished_days and finished_days(device.uuid))
         for period, members in periods.items():
             in_range = [day for day in members if day_overlaps(day, lo, hi)]
             if not in_range:
@@ -112,6 +119,29 @@ def damaged_days(
                 log.warning("day_file_damaged", key=key, problem=problem, action=action)
     log.debug("day_files_checked", files=checked, seconds=round(time.perf_counter() - started, 3))
     return damaged
+
+
+def _periods(
+    days: Sequence[DayAvailability], partition: str, finished: Collection[int] | None
+) -> dict[Period, list[dt.date]]:
+    """The available days per data file: every file's, or (``finished`` given: day ordinals)
+    only the files holding a finished day."""
+    periods: defaultdict[Period, list[dt.date]] = defaultdict(list)
+    if finished is None:
+        for info in days:
+            periods[period_of(info.day, partition)].append(info.day)
+        return periods
+    ordinals = (
+        days.days if isinstance(days, DeviceDays) else np.array([d.day.toordinal() for d in days])
+    )
+    order = np.argsort(ordinals, kind="stable")
+    ordered = ordinals[order]
+    for period in {period_of(dt.date.fromordinal(day), partition) for day in finished}:
+        lo, hi = np.searchsorted(
+            ordered, [period.first.toordinal(), period.last.toordinal() + 1]
+        ).tolist()
+        periods[period] = [days[int(index)].day for index in order[lo:hi]]
+    return periods
 
 
 def _vouched_rows(finished: Sequence[FinishedWindow]) -> int:
