@@ -122,11 +122,15 @@ def test_month_archive_equals_the_plain_client_and_a_rerun_fetches_nothing(
     assert record_requests(sim.stats()) == before
 
 
-def test_verify_status_and_report_read_month_files(
-    sim: SimulatorProcess, month_archive: Path, expected: dict[str, dict[str, Any]]
+def test_verify_status_plan_and_report_read_month_files(
+    sim: SimulatorProcess,
+    month_archive: Path,
+    expected: dict[str, dict[str, Any]],
+    tmp_path: Path,
 ) -> None:
     """verify finds every device-day's count (UTC and a local zone), status counts every day
-    complete, and the report's stored rows per day are the plain client's."""
+    complete, plan has nothing to fetch, and the report's stored rows per day are the plain
+    client's (and its command draws the archive)."""
     code, stdout, _ = harvest(sim, month_archive, command="verify")
     assert code == 0, stdout
     assert f"stored {len(expected):,}" in stdout
@@ -141,6 +145,13 @@ def test_verify_status_and_report_read_month_files(
     for record in expected.values():
         when = dt.datetime.fromisoformat(record["date"].replace("Z", "+00:00")).date()
         per_day[record["id"], when] = per_day.get((record["id"], when), 0) + 1
+    code, stdout, _ = harvest(sim, month_archive, command="plan")
+    assert code == 0, stdout
+    assert "to fetch         0 windows" in stdout
+    with contextlib.redirect_stdout(io.StringIO()) as printed:
+        code = main(["report", "--out", str(month_archive), "--output-dir", str(tmp_path)])
+    assert code == 0, printed.getvalue()
+    assert f"stored {len(expected):,} of {len(expected):,} server records" in printed.getvalue()
     stored = stored_rows(LocalStorage(month_archive))
     assert {(uuid, day): n for (_, uuid), days in stored.items() for day, n in days.items()} == (
         per_day
