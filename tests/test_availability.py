@@ -45,7 +45,7 @@ def test_shards_keep_their_own_copies_and_readers_merge_them(tmp_path: Path) -> 
     storage = LocalStorage(tmp_path)
     record_availability(storage, {A: _days(1)}, Shard(0, 2))
     record_availability(storage, {B: _days(2)}, Shard(1, 2))
-    assert len(list(tmp_path.joinpath("_harvest").glob("availability.shard-*.parquet"))) == 2
+    assert len(list(tmp_path.joinpath("_harvest").glob("availability.shard-*.arrow"))) == 2
     assert read_availability(storage) == {"a-1": {DAY: 1}, "b-2": {DAY: 2}}
 
 

@@ -1,4 +1,4 @@
-"""The server's available days, as last seen by a run: ``_harvest/availability.parquet``.
+"""The server's available days, as last seen by a run: ``_harvest/availability.arrow``.
 
 ``harvester report`` needs to know which days the server has, to tell "not fetched yet" from
 "no data", without asking the network. Each run records what discovery found (UTC days and
@@ -8,20 +8,19 @@ some devices does not forget the others.
 One row per device-day (``uuid``, ``day``, ``count``), built from the discovered arrays: a fleet
 of 1,000 devices over 5 years is 1.4 million rows, ~10 MB in memory and a few MB on disk, where
 the JSON copy earlier runs wrote (``availability.json``, still read) took hundreds of MB to
-build as Python objects.
+build as Python objects. An Arrow IPC file, not Parquet: the README's queries glob
+``OUT/**/*.parquet``, which must find data files only.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import io
 from collections.abc import Mapping, Sequence
 
 import numpy as np
 import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 import structlog
 
 from harvester.archive.layout import (
@@ -47,7 +46,8 @@ _EPOCH_ORDINAL = dt.date(1970, 1, 1).toordinal()
 
 def _read_table(storage: Storage, key: str) -> pa.Table:
     try:
-        return pq.read_table(io.BytesIO(storage.read_bytes(key)), schema=SCHEMA)
+        with pa.ipc.open_file(pa.py_buffer(storage.read_bytes(key))) as reader:
+            return reader.read_all().cast(SCHEMA)
     except (pa.ArrowException, StorageError, OSError) as exc:
         log.warning("availability_unreadable", key=key, error=str(exc))
         return SCHEMA.empty_table()
@@ -106,6 +106,8 @@ def record_availability(
         )
     merged = pa.concat_tables(tables).sort_by([("uuid", "ascending"), ("day", "ascending")])
     sink = pa.BufferOutputStream()
-    pq.write_table(merged, sink, compression="zstd")
+    options = pa.ipc.IpcWriteOptions(compression="zstd")
+    with pa.ipc.new_file(sink, SCHEMA, options=options) as writer:
+        writer.write_table(merged)
     payload = sink.getvalue()
     storage.write_file(key, lambda handle: handle.write(payload))

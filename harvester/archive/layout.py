@@ -11,7 +11,7 @@ The archive::
     _harvest/checkpoint[/shard-K-of-N]/            the journal (``checkpoint_prefix``):
         snapshot.ckpt, seg-<gen>-<seq>-<run>.jsonl  (``SNAPSHOT_NAME``, ``segment_name``)
     _harvest/devices[.shard-K-of-N].json           state files (``state_key``)
-    _harvest/availability[.shard-K-of-N].parquet
+    _harvest/availability[.shard-K-of-N].arrow
     _harvest/schema/<TYPE>.arrow, ALL.arrow/.json  unified schemas (``schema_key``)
     _harvest/runs/<run id>.json                    one manifest per run (``run_key``)
     .<name>.tmp-<8 hex>                            a write in progress (``temporary_name``)
@@ -228,7 +228,7 @@ UNALIGNED_SUFFIX: Final = ".unaligned"
 #: The settings fixed when the archive was created: ``{"partition": "day" | "month"}``.
 ARCHIVE_KEY: Final = f"{HARVEST_DIR}/archive.json"
 DEVICES_NAME: Final = "devices.json"
-AVAILABILITY_NAME: Final = "availability.parquet"
+AVAILABILITY_NAME: Final = "availability.arrow"
 #: What runs before the Parquet copy wrote; still read, never written.
 LEGACY_AVAILABILITY_NAME: Final = "availability.json"
 SNAPSHOT_NAME: Final = "snapshot.ckpt"

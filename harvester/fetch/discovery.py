@@ -107,10 +107,17 @@ async def discover(
         return days
 
     found = await asyncio.gather(*(dates_of(d) for d in devices))
-    return Discovery(
+    discovery = Discovery(
         {d: days for d, days in zip(devices, found, strict=True) if isinstance(days, DeviceDays)},
         [failure for failure in found if isinstance(failure, FailedDevice)],
     )
+    log.info(
+        "discovered",
+        devices=len(discovery.availability),
+        failed=len(discovery.failed),
+        days=sum(len(days) for days in discovery.availability.values()),
+    )
+    return discovery
 
 
 async def discover_devices(

@@ -3,7 +3,7 @@
 Sources: the checkpoint (windows finished and failed, the server count each day was planned
 against), the day files' footers (rows stored; a month file's ``date`` column, bucketed by
 day), ``_harvest/devices.json`` (names) and
-``_harvest/availability.parquet`` (the server's days and counts at the last run). With
+``_harvest/availability.arrow`` (the server's days and counts at the last run). With
 ``--verify`` the server's counts of now replace the recorded ones.
 
 Each device-day gets one state, decided in this order (README "Coverage report")::
