@@ -185,15 +185,23 @@ def test_duckdb_union_by_name_with_hive_types(archive: Archive) -> None:
 
 
 def test_polars_scan_parquet_with_hive_partitioning(archive: Archive) -> None:
-    """Polars scans one type with hive partitioning, and all of OUT with the recorded schema."""
+    """Polars scans one type, and all of OUT, with hive partitioning and the recorded schema
+    (it takes the first file's otherwise, and refuses files that lack one of its columns)."""
     hive_schema = {"device_type": pl.String, "device_id": pl.String, "day": pl.Date}
+    ramp_fields = pl.from_arrow(readers.record_schema(archive.out, "RAMP").empty_table())
+    assert isinstance(ramp_fields, pl.DataFrame)
     ramp = pl.scan_parquet(
         archive.out / "device_type=RAMP" / "**" / "*.parquet",
         hive_partitioning=True,
         hive_schema=hive_schema,
+        schema=ramp_fields.schema,
+        missing_columns="insert",
+        cast_options=pl.ScanCastOptions(integer_cast="allow-float"),
     ).collect()
     assert archive.fields["RAMP"] <= set(ramp.columns)
     assert set(ramp["_id"]) == _ids_of_type(archive, "RAMP")
+    assert ramp.height == len(_ids_of_type(archive, "RAMP"))
+    assert ramp["pm10"].count() == _non_null([archive.records[i].get("pm10") for i in ramp["_id"]])
     empty = pl.from_arrow(readers.record_schema(archive.out).empty_table())
     assert isinstance(empty, pl.DataFrame)
     whole = pl.scan_parquet(

@@ -2,10 +2,10 @@
 
 Two traps this module steps around (see README "Querying the archive"):
 
-- Readers that discover files take the schema of the first file they meet. Within one device
-  type that is safe (the sink keeps a type's files on one schema), across types it is not: the
-  fields differ entirely. The union of all types is recorded at ``_harvest/schema/ALL.arrow``
-  and passed to the reader explicitly here.
+- Readers that discover files take the schema of the first file they meet in path order.
+  Within one device type that is safe (the sink keeps that file on the type's whole schema),
+  across types it is not: the fields differ entirely. The union of all types is recorded
+  under ``_harvest/schema/`` and passed to the reader explicitly here.
 - Hive partition values are inferred: ``device_id=0041`` becomes the integer 41. The
   partitioning schema below reads ``device_type`` and ``device_id`` as strings, and ``day`` as a
   date or, in an archive of month files (``_harvest/archive.json``), ``month`` as ``YYYY-MM``
@@ -71,25 +71,37 @@ def _read_schema(filesystem: pafs.FileSystem, path: str) -> pa.Schema | None:
 def record_schema(out: str | Path, device_type: str | None = None) -> pa.Schema:
     """The recorded schema of the records (no partition keys): one type's, or every type's.
 
-    Archives written before ``ALL.arrow`` existed get the union of the per-type schemas.
+    The union of everything the writers recorded (``harvester.archive.sink.SchemaRegistry``):
+    the published ``<TYPE>.arrow`` or ``ALL.arrow`` first, so that fields keep its order, then
+    every per-type file and source, so that a field a shard recorded a moment ago is there
+    too, and archives written before ``ALL.arrow`` existed get the union of their types.
     """
     filesystem, root = _resolve(out)
-    name = device_type or ALL_TYPES
-    recorded = _read_schema(filesystem, f"{root}/{schema_key(name)}")
-    if recorded is not None:
-        return recorded
-    if device_type is not None:
-        raise StorageError(f"no recorded schema for device type {device_type} in {out}")
+    published = f"{root}/{schema_key(device_type or ALL_TYPES)}"
     selector = pafs.FileSelector(f"{root}/{SCHEMA_PREFIX}", allow_not_found=True)
-    per_type = [
-        _read_schema(filesystem, info.path)
-        for info in sorted(filesystem.get_file_info(selector), key=lambda info: info.path)
-        if info.path.endswith(SCHEMA_SUFFIX) and not info.base_name.startswith(".")
+    paths = sorted(
+        info.path
+        for info in filesystem.get_file_info(selector)
+        if _records(info.base_name, device_type) and info.path != published
+    )
+    found = [
+        schema.remove_metadata()
+        for path in [published, *paths]
+        if (schema := _read_schema(filesystem, path)) is not None
     ]
-    found = [schema for schema in per_type if schema is not None]
     if not found:
+        if device_type is not None:
+            raise StorageError(f"no recorded schema for device type {device_type} in {out}")
         raise StorageError(f"no recorded schema under {out}/{SCHEMA_PREFIX}: is it an archive?")
     return reduce(unify, found)
+
+
+def _records(name: str, device_type: str | None) -> bool:
+    """Whether the schema folder's file ``name`` records ``device_type`` (any type: None)."""
+    if not name.endswith(SCHEMA_SUFFIX) or name.startswith("."):
+        return False
+    stem = name.removesuffix(SCHEMA_SUFFIX)
+    return device_type is None or stem == device_type or stem.startswith(f"{device_type}.")
 
 
 def partition_of(out: str | Path) -> str:
