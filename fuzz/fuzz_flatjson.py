@@ -12,8 +12,8 @@ coverage of a gcc-built extension (that needs clang), so the loop is our own, as
 - the oracle, for every input: every array the reader builds validates in full; a body it
   reads is read alike by the pyarrow.json path (``parse._parse_large``) and passes
   ``check_shape``; a body that path refuses, the reader refuses or reads into a table
-  ``parse`` rejects; the C shape scan agrees with its Python fallback; ``parse_window`` and
-  ``decode_window`` raise nothing but ``ShapeError``. A sanitizer report ends the child.
+  ``parse`` rejects; the C shape scan agrees with its Python fallback; ``parse_window``
+  raises nothing but ``ShapeError``. A sanitizer report ends the child.
 
 The parent (no sanitizer) runs the child with the ASan runtime preloaded, restarts it (next
 seed) after a crash until the time is up, keeps each crashing or mismatching input under
@@ -35,7 +35,6 @@ import subprocess
 import sys
 import sysconfig
 import time
-from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -274,14 +273,12 @@ def _differences(
 
 
 def _entry_points(body: bytes, parse: Any, shape_error: type[Exception]) -> str | None:
-    entries: tuple[Callable[[bytes], object], ...] = (parse.parse_window, parse.decode_window)
-    for entry in entries:
-        try:
-            entry(body)
-        except shape_error:
-            pass
-        except Exception as exc:
-            return f"{entry.__name__} raised {exc!r}"
+    try:
+        parse.parse_window(body)
+    except shape_error:
+        pass
+    except Exception as exc:
+        return f"parse_window raised {exc!r}"
     return None
 
 

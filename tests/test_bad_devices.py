@@ -12,7 +12,7 @@ import pytest
 from harvester.errors import MalformedReplyError, ShapeError
 from harvester.fetch.backoff import RetryPolicy
 from harvester.fetch.retrying import with_retries
-from harvester.records.parse import decode_window, parse_window
+from harvester.records.parse import parse_window
 from tests.support.inproc import harvest
 from tests.support.rewriting import BROKEN, RENAMED, RewritingServer, expected_ids
 
@@ -68,17 +68,14 @@ def test_records_of_the_wrong_shape_are_malformed_replies(body: bytes) -> None:
     for candidate in (body, padded):
         with pytest.raises(MalformedReplyError):
             parse_window(candidate)
-        with pytest.raises(MalformedReplyError):
-            decode_window(candidate)
 
 
 @pytest.mark.parametrize("body", [b'{"data": [{"_id": "a", "da', b"<html>", b""])
 def test_records_that_are_not_json_are_plain_shape_errors(body: bytes) -> None:
     """A cut-off or non-JSON records body keeps the usual retries: a plain ShapeError."""
-    for parse in (parse_window, decode_window):
-        with pytest.raises(ShapeError) as caught:
-            parse(body)
-        assert type(caught.value) is ShapeError
+    with pytest.raises(ShapeError) as caught:
+        parse_window(body)
+    assert type(caught.value) is ShapeError
 
 
 # -- end to end: the simulator behind a middleware that lists hostile devices ------------------

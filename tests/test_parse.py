@@ -16,12 +16,7 @@ from harvester.errors import ShapeError
 from harvester.records import native_reader, parse
 from harvester.records.limits import MAX_DEPTH, SMALL_BODY_MAX_BYTES
 from harvester.records.native_reader import NATIVE
-from harvester.records.parse import (
-    build_array,
-    decode_window,
-    parse_window,
-    type_windows,
-)
+from harvester.records.parse import build_array, parse_window
 from tests.support.native import read_validated
 from tests.support.strategies import json_scalars
 
@@ -394,22 +389,25 @@ def test_flat_bodies_go_to_the_native_reader_others_by_size(
     assert [reader for reader, _ in readers] == ["refused", "arrow"]
 
 
+_NOT_DATES = ("yesterday", "2024-02-30", 5, None)
+
+
 @settings(max_examples=300, deadline=None)
-@given(_records(dates=st.one_of(_DATES, st.sampled_from(["yesterday", "2024-02-30", 5, None]))))
-def test_decode_window_checks_and_types_as_parse_window_does(
+@given(_records(dates=st.one_of(_DATES, st.sampled_from(_NOT_DATES))))
+def test_a_record_whose_date_is_not_an_iso_time_fails_the_window(
     records: list[dict[str, object]],
 ) -> None:
-    """The pool's decode_window refuses exactly the bodies parse_window refuses, and what it
-    returns, once typed, is parse_window's table."""
+    """A `date` that is not an ISO-8601 time (a word, an impossible day, a number, null), in
+    any record of a body of any other fields, makes the window a ShapeError; a body whose
+    dates all are is read, every date a UTC millisecond timestamp."""
     body = _body(records)
-    try:
-        expected = parse_window(body)
-    except ShapeError:
+    if any(record["date"] in _NOT_DATES for record in records):
         with pytest.raises(ShapeError):
-            decode_window(body)
+            parse_window(body)
         return
-    (typed,) = type_windows([decode_window(body)])
-    assert typed.equals(expected)
+    table = parse_window(body)
+    assert table.schema.field("date").type == UTC_MS
+    assert table.num_rows == len(records)
 
 
 # -- nesting depth ----------------------------------------------------------------------------
@@ -429,7 +427,7 @@ def test_nesting_up_to_max_depth_is_read_beyond_it_is_shape_error(
     padding: int, native: bool, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A body exactly MAX_DEPTH deep is read (small or large, with the C scan or its Python
-    fallback); one level more is a ShapeError from parse_window and decode_window alike."""
+    fallback); one level more is a ShapeError."""
     if not native:
         monkeypatch.setattr(native_reader, "_flatjson", None)
     elif not NATIVE:
@@ -439,9 +437,8 @@ def test_nesting_up_to_max_depth_is_read_beyond_it_is_shape_error(
     for _ in range(MAX_DEPTH - 4):
         value_type = value_type.value_type
     assert value_type == pa.list_(pa.null())
-    for parse_it in (parse_window, decode_window):
-        with pytest.raises(ShapeError, match=f"more than {MAX_DEPTH} deep"):
-            parse_it(_nested_body(MAX_DEPTH + 1, padding))
+    with pytest.raises(ShapeError, match=f"more than {MAX_DEPTH} deep"):
+        parse_window(_nested_body(MAX_DEPTH + 1, padding))
 
 
 def test_brackets_in_texts_do_not_count_as_nesting() -> None:
@@ -461,7 +458,7 @@ def test_bodies_that_crash_pyarrow_json_are_shape_errors_not_crashes() -> None:
     script = """
 import sys
 from harvester.errors import ShapeError
-from harvester.records.parse import decode_window, parse_window
+from harvester.records.parse import parse_window
 deep = 100_000
 bodies = [
     b'{"data":[' + b"[" * deep,
@@ -473,12 +470,11 @@ bodies = [
     b'null{"data":[{]}' + b" " * 20_000,
 ]
 for body in bodies:
-    for parse_it in (parse_window, decode_window):
-        try:
-            parse_it(body)
-        except ShapeError:
-            continue
-        sys.exit(f"read a body {len(body)} bytes long")
+    try:
+        parse_window(body)
+    except ShapeError:
+        continue
+    sys.exit(f"read a body {len(body)} bytes long")
 """
     done = subprocess.run(
         [sys.executable, "-c", script], capture_output=True, text=True, timeout=50, check=False

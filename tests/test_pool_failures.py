@@ -151,16 +151,16 @@ async def test_a_parser_error_leaves_its_day_unwritten_and_names_the_window(
     """The parser raises an unforeseen exception for one window (device 1001): the run stops
     with an InternalError naming that window; device 1001's day is neither written to a file
     nor checkpointed, although its other window was fetched."""
-    real_decode = pool_module.decode_window
+    real_parse = pool_module.parse_window
     calls: list[int] = []
 
-    def decode(body: bytes) -> Any:
+    def parse(body: bytes) -> Any:
         calls.append(1)
         if b'"1001' in body and b"T02:" in body:
             raise IndexError("parser bug")
-        return real_decode(body)
+        return real_parse(body)
 
-    monkeypatch.setattr(pool_module, "decode_window", decode)
+    monkeypatch.setattr(pool_module, "parse_window", parse)
     under_test = _PoolUnderTest(tmp_path, _Server(), concurrency=1, days_in_flight=1)
     error = await _run_expecting(under_test, _jobs(days=4, windows_per_day=2))
     assert "IndexError" in str(error)

@@ -48,7 +48,7 @@ from harvester.fetch.gate import RequestGate
 from harvester.fetch.retrying import with_retries
 from harvester.models import FailedWindow, FinishedWindow, WindowJob
 from harvester.records.limits import INLINE_PARSE_MAX_BYTES
-from harvester.records.parse import DecodedWindow, decode_window, parse_window, type_windows
+from harvester.records.parse import parse_window
 
 log = structlog.get_logger(__name__)
 
@@ -91,7 +91,7 @@ class PoolStats:
 @dataclass
 class _DayBatch:
     jobs: list[WindowJob]
-    rows: dict[WindowJob, pa.Table | DecodedWindow] = field(default_factory=dict)
+    rows: dict[WindowJob, pa.Table] = field(default_factory=dict)
     failed: list[FailedWindow] = field(default_factory=list)
     settled: int = 0
     held_bytes: int = 0
@@ -226,7 +226,7 @@ class WindowPool:
     async def _fetch_into(self, batch: _DayBatch, job: WindowJob) -> None:
         attempts = 0
 
-        async def attempt() -> pa.Table | DecodedWindow:
+        async def attempt() -> pa.Table:
             nonlocal attempts
             if self._stop.is_set():
                 raise Interrupted("stopped before the next attempt")
@@ -235,7 +235,7 @@ class WindowPool:
             body = await self._gate.send(lambda: self._fetch(job), key=job)
             crashpoints.hit("fetched")
             if len(body) <= INLINE_PARSE_MAX_BYTES:
-                return decode_window(body)
+                return parse_window(body)
             loop = asyncio.get_running_loop()
             return await loop.run_in_executor(self._executor, parse_window, body)
 
@@ -286,9 +286,7 @@ class WindowPool:
         else:
             batch.rows[job] = table
             # Whole buffers, as memory holds them (nbytes walks every array to count a slice).
-            held = (
-                table.get_total_buffer_size() if isinstance(table, pa.Table) else table.body_bytes
-            )
+            held = table.get_total_buffer_size()
             batch.held_bytes += held
             self._held_bytes += held
 
@@ -320,13 +318,9 @@ class WindowPool:
         log.error("unexpected_error", error=str(error), exc_info=exc)
         self._abort(error)
 
-    def _type_and_write(self, batch: _DayBatch) -> DayWriteResult:
-        """In a thread: the day's windows typed together, then merged into its file."""
-        tables = type_windows(list(batch.rows.values()))
-        windows = [
-            WindowRows(job.start, job.end, table)
-            for job, table in zip(batch.rows, tables, strict=True)
-        ]
+    def _merge_day(self, batch: _DayBatch) -> DayWriteResult:
+        """In a thread: the day's windows merged into its file."""
+        windows = [WindowRows(job.start, job.end, table) for job, table in batch.rows.items()]
         first = batch.jobs[0]
         return self._sink.write_day(first.device, first.day, windows)
 
@@ -336,7 +330,7 @@ class WindowPool:
             finished: list[FinishedWindow] = []
             if batch.rows and not batch.struck:
                 loop = asyncio.get_running_loop()
-                result = await loop.run_in_executor(self._executor, self._type_and_write, batch)
+                result = await loop.run_in_executor(self._executor, self._merge_day, batch)
                 finished = [
                     FinishedWindow(
                         device_uuid=job.device.uuid,

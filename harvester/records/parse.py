@@ -15,11 +15,16 @@ field that is a number in one record and a string or an object in another, ``tru
 type rules of ``harvester.records.schema``. Either way, every source field keeps its source name and
 ``date`` becomes ``timestamp[ms, UTC]``.
 
-Typing a small body's records (``pa.array``) still costs 0.05 to 0.3 ms, mostly per call, which
-is most of the event loop's work on a window of a few records. So the pool calls
-``decode_window``: a small body of flat records is only checked (as strictly as
-``parse_window`` checks it) and ``type_windows`` types a whole device-day's windows in one
-call, in the day writer's thread.
+Every window is read whole by ``parse_window``, on the event loop when it is small
+(``limits``). Small flat bodies used to be only checked there, and typed a device-day at a
+time in the writer's thread (``decode_window``, ``type_windows``, older than the native
+reader); issue 12 removed that path, which no longer paid. With the native reader it never
+ran on the simulator's bodies (all read natively, 70 to 140 µs a window); on small flat
+bodies the reader refuses (an escaped text, a text among numbers) it took 0.25 to 0.45 ms a
+window off the loop for 0.1 to 0.6 ms more CPU. Without the native reader it moved about a
+third of a window's work to the writer for about the same CPU, and a harvest of 2,579 windows
+of 5 KiB took as long either way (medians of 10 interleaved runs: CPU 6.1 s and 6.2 s, pool
+17.2 s and 17.5 s, event-loop lag p50 40 ms and 37 ms).
 """
 
 from __future__ import annotations
@@ -29,7 +34,6 @@ import functools
 import json
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any, Final
 
 import orjson
@@ -37,7 +41,7 @@ import pyarrow as pa
 import pyarrow.json as pa_json
 
 from harvester.errors import MalformedReplyError, ShapeError
-from harvester.records.limits import MAX_CELLS, SMALL_BODY_MAX_BYTES
+from harvester.records.limits import SMALL_BODY_MAX_BYTES
 from harvester.records.native_reader import check_shape, read_flat_records
 from harvester.records.schema import TIMESTAMP, coerce_array, json_text
 
@@ -54,14 +58,6 @@ _OBJECT_START: Final = re.compile(rb"[ \t\n\r]*\{")
 
 class _ArrowReadsTime(Exception):
     """A small body holds a text pyarrow.json would read as a timestamp."""
-
-
-@dataclass(frozen=True, slots=True)
-class DecodedWindow:
-    """The records of a small body of flat records, checked but not yet typed."""
-
-    records: list[dict[str, Any]]
-    body_bytes: int
 
 
 def parse_window(body: bytes) -> pa.Table:
@@ -81,76 +77,6 @@ def parse_window(body: bytes) -> pa.Table:
         except _ArrowReadsTime:
             pass
     return _parse_large(body)
-
-
-def decode_window(body: bytes) -> pa.Table | DecodedWindow:
-    """``parse_window``'s table, or for a small body of flat records with a text ``_id`` and
-    a valid ``date`` each that the native reader refused, the checked records. Raises
-    ``ShapeError`` where ``parse_window`` would."""
-    native = read_flat_records(body)
-    if native is not None:
-        return _normalise(native)
-    check_shape(body)
-    if len(body) > SMALL_BODY_MAX_BYTES:
-        return _parse_large(body)
-    try:
-        records = _small_records(body)
-    except _ArrowReadsTime:
-        return _parse_large(body)
-    # A "{" or "[" beyond the envelope's may be a nested value (or sit in a text): typing
-    # those window by window keeps every rule of _normalise in play.
-    flat = body.count(b"{") == len(records) + 1 and body.count(b"[") == 1
-    if not flat or not all(
-        isinstance(record.get(ID_FIELD), str) and isinstance(record.get(DATE_FIELD), str)
-        for record in records
-    ):
-        return _normalise(_table_of(records))
-    if records:
-        _parse_dates(pa.chunked_array([pa.array([r[DATE_FIELD] for r in records])]))
-    return DecodedWindow(records, len(body))
-
-
-def type_windows(windows: Sequence[pa.Table | DecodedWindow]) -> list[pa.Table]:
-    """Each window as ``parse_window`` types it. The decoded windows are typed together, in
-    one ``pa.array`` call, when that gives every window the types it has on its own (but for
-    a field null throughout one window, which takes the others' type as the sink's schema
-    would), and window by window otherwise."""
-    decoded = [w.records for w in windows if isinstance(w, DecodedWindow)]
-    records = [record for window in decoded for record in window]
-    together: pa.Table | None = None
-    # Windows of disjoint fields typed together make a table of every window's fields in
-    # every window's rows: beyond the budget each window keeps its own, bounded, table.
-    if records and len(records) * len(set().union(*records)) <= MAX_CELLS:
-        typed = _arrow_typed(records)
-        # Each window keeps its own typing where pyarrow will not mix the kinds of a field,
-        # or where a window holding only integers would become floats: should the field
-        # later unify with text, "1" and "1.0" must stay as each window had them.
-        if typed is not None and not _floats_a_window_of_ints(decoded, typed.schema):
-            together = _normalise(typed)
-    tables = []
-    offset = 0
-    for window in windows:
-        if isinstance(window, pa.Table):
-            tables.append(window)
-        elif not window.records:
-            tables.append(pa.table({}))
-        elif together is not None:
-            tables.append(together.slice(offset, len(window.records)))
-            offset += len(window.records)
-        else:
-            tables.append(_normalise(_table_of(window.records)))
-    return tables
-
-
-def _floats_a_window_of_ints(windows: Sequence[list[dict[str, Any]]], schema: pa.Schema) -> bool:
-    for field in schema:
-        if not pa.types.is_floating(field.type):
-            continue
-        for records in windows:
-            kinds = {type(record.get(field.name)) for record in records}
-            if int in kinds and float not in kinds:
-                return True
-    return False
 
 
 def _parse_large(body: bytes) -> pa.Table:
