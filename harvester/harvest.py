@@ -86,6 +86,17 @@ def make_plan(
     )
 
 
+def days_disagreeing(
+    config: HarvestConfig, availability: Availability, journal: CheckpointJournal
+) -> int:
+    """Device-days the checkpoint now holds whole, for the server's current count, whose
+    records do not add up to that count: what the server said it has but did not return (or
+    returned twice). The next run fetches them again; this one must not report success."""
+    lo, hi = local_days_to_utc(config.since, config.until, config.zone)
+    plan = plan_windows(availability, lo, hi, journal.finished_for, journal.finished_days)
+    return plan.days_disagreeing
+
+
 async def _unless_stopped(work: Awaitable[T], stop: asyncio.Event) -> T | None:
     """``work``'s result, or None as soon as ``stop`` is set (``work`` is then cancelled):
     only for work that writes nothing, such as discovery."""
@@ -159,6 +170,9 @@ class RunSummary:
     failure: HarvesterError | None = None
     """What stopped the run before every window was settled (the CLI raises it after the
     summary is printed and saved)."""
+    days_short: int = 0
+    """Device-days fetched whole whose records do not add up to the server's count (see
+    ``days_disagreeing``): the run exits 1."""
 
     def as_dict(self) -> dict[str, Any]:
         stats = describe_stats(self.pool)
@@ -181,6 +195,7 @@ class RunSummary:
                 for f in self.devices_failed
             ],
             "error": None if self.failure is None else str(self.failure),
+            "days_short": self.days_short,
             "failed_windows": [
                 {
                     "device": f.device_uuid,
@@ -304,6 +319,16 @@ async def _harvest(
                 if not stop.is_set():
                     _check_settled(pool.stats)
                     await _align_widened(sink, schemas, executor, config.shard)
+                    summary.days_short = await asyncio.to_thread(
+                        days_disagreeing, config, discovery.availability, journal
+                    )
+                    if summary.days_short:
+                        log.warning(
+                            "days_short",
+                            days=summary.days_short,
+                            hint="every window fetched, yet the records do not add up to the "
+                            "server's count: run `harvester verify` to see which days",
+                        )
             except HarvesterError as exc:
                 summary.failure = exc
             except Exception as exc:

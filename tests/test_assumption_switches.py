@@ -24,14 +24,17 @@ FLEET: dict[str, Any] = {"seed": 7, "devices": 3, "days": 2, "cadence_s": 600}
 Rows = list[dict[str, Any]]
 
 
-def harvest(tmp_path: Path, **switch: str | float) -> tuple[Rows, int, str]:
+def harvest(tmp_path: Path, run_short: int = 0, **switch: str | float) -> tuple[Rows, int, str]:
     """Run, then verify, against a simulator of ``FLEET`` with ``switch``; returns the
     archive's rows (each with every field of its file, and the file's place in the archive)
-    sorted by ``_id``, verify's exit code and its output."""
+    sorted by ``_id``, verify's exit code and its output. The run must exit 0, or with
+    ``run_short`` device-days short of the server's count, exit 1 saying so."""
     out = tmp_path / "out"
     with threaded_simulator(**FLEET, **switch) as url:
         code, stdout, stderr = inproc.harvest(url, out)
-        assert code == 0, stdout[-2000:] + stderr[-2000:]
+        assert code == (1 if run_short else 0), stdout[-2000:] + stderr[-2000:]
+        if run_short:
+            assert f"SHORT    {run_short} device-days" in stdout
         verified, report, _ = inproc.harvest(url, out, command="verify")
     rows = [
         {**row, "file": path.relative_to(out).as_posix()}
@@ -83,8 +86,8 @@ def test_exclusive_bounds_lose_records_on_window_edges_and_verify_reports_it(
     default_rows: Rows, tmp_path: Path
 ) -> None:
     """Under ``(start, end)`` the records on even hours fall between two windows: the run
-    cannot tell, but verify exits 1 naming every device-day short of the server's count."""
-    rows, verified, report = harvest(tmp_path, bounds="exclusive")
+    exits 1 counting the device-days short of the server's count, and verify names each."""
+    rows, verified, report = harvest(tmp_path, run_short=6, bounds="exclusive")
     assert rows == [row for row in default_rows if not _on_the_grid(row)]
     lost = len(default_rows) - len(rows)
     assert lost == 3 * (12 + 8)  # every even hour of day one, 00:00 to 14:00 of day two
@@ -98,8 +101,8 @@ def test_a_silent_cap_below_two_hours_loses_records_and_verify_reports_it(
     default_rows: Rows, tmp_path: Path
 ) -> None:
     """Should the real cap be 1 hour and truncate silently, each 2-hour window comes back
-    with its first hour only: the run cannot tell, verify exits 1."""
-    rows, verified, report = harvest(tmp_path, over_cap="truncate", max_window_h=1)
+    with its first hour only: the run and verify exit 1, every device-day short."""
+    rows, verified, report = harvest(tmp_path, run_short=6, over_cap="truncate", max_window_h=1)
     kept = [row for row in default_rows if row["date"].hour % 2 == 0 or _on_the_hour(row)]
     assert rows == kept
     assert verified == 1

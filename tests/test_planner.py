@@ -224,15 +224,18 @@ def test_late_data_during_catch_up_is_found_by_the_record_sum() -> None:
 
 
 def test_checkpoint_that_disagrees_with_the_server_count_refetches_the_day() -> None:
-    """All windows reused at today's count but their records sum short: fetch the day again."""
+    """All windows reused at today's count but their records sum short: fetch the day again,
+    and count the day as disagreeing (the run reports it)."""
     server = FakeServer()
     server.add(SPOD, every_minute(at(0), at(24)))
     checkpoint = FakeCheckpoint()
     plan = plan_windows(server.availability(), None, None, checkpoint.finished_for)
     for job in list(plan.jobs()):
         checkpoint.finish(job, 119 if job.start == at(6) else 120)
+    assert plan.days_disagreeing == 0
     again = plan_windows(server.availability(), None, None, checkpoint.finished_for)
     assert spans(list(again.jobs())) == grid_slots(DAY)
+    assert again.days_disagreeing == 1
 
 
 def test_failed_windows_are_planned_again() -> None:

@@ -182,7 +182,8 @@ async def run_command(config: HarvestConfig, progress: RunProgress | None = None
         raise summary.failure
     if summary.interrupted:
         raise Interrupted("interrupted: in-flight windows saved; run again to resume")
-    return 1 if summary.pool.failures or summary.pool.windows_left or summary.devices_failed else 0
+    unsettled = summary.pool.failures or summary.pool.windows_left or summary.days_short
+    return 1 if unsettled or summary.devices_failed else 0
 
 
 def print_summary(summary: RunSummary) -> None:
@@ -216,6 +217,13 @@ def print_summary(summary: RunSummary) -> None:
             f"FAILED   device {printable(failure['device'])} {failure['start']} .. "
             f"{failure['end']} after {failure['attempts']} attempts: "
             f"{printable(failure['reason'])}",
+            file=out,
+        )
+    if data["days_short"]:
+        print(
+            f"SHORT    {data['days_short']} device-days: every window fetched, yet their "
+            "records do not add up to the server's count (`harvester verify` names them; "
+            "the next run fetches them again)",
             file=out,
         )
     for failure in data["devices_failed"]:

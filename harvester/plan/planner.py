@@ -69,6 +69,9 @@ class Plan:
     days_up_to_date: int = 0
     """Device-days with nothing to fetch: the checkpoint holds every window, its counts agree
     with the server's (``models.is_complete_day`` is what `status` calls complete)."""
+    days_disagreeing: int = 0
+    """Device-days whose every window the checkpoint holds, planned against the server's
+    current count, whose records yet do not add up to that count (fetched again whole)."""
 
     @property
     def windows_to_fetch(self) -> int:
@@ -110,6 +113,9 @@ class Plan:
 class _DayDecision:
     pieces: list[Piece]
     fetch: list[Piece]
+    #: Every window of the day is held, for the server's current count, yet their records do
+    #: not add up to it: fetching the day again is all the harvester can do.
+    disagrees: bool = False
 
 
 def _reusable(
@@ -157,7 +163,7 @@ def _decide_day(
     day_start, _ = day_bounds(availability.day)
     holds_whole_day = pieces[0][0] == day_start and (hi is None or hi > last_record)
     if holds_whole_day and sum(f.records for f in reused.values()) != count:
-        return _DayDecision(pieces, list(pieces))
+        return _DayDecision(pieces, list(pieces), disagrees=True)
     return _DayDecision(pieces, [])
 
 
@@ -175,7 +181,7 @@ def plan_windows(
     ``finished_days(uuid)``, when given, the day ordinals that have any: the other days are
     counted from the availability's arrays alone. Each device's days must be sorted.
     """
-    days = windows_total = windows_reused = days_up_to_date = 0
+    days = windows_total = windows_reused = days_up_to_date = days_disagreeing = 0
     for device, available in availability.items():
         ordered = _by_day(available)
         if isinstance(ordered, DeviceDays) and finished_days is not None:
@@ -199,6 +205,7 @@ def plan_windows(
             windows_total += len(decision.pieces)
             windows_reused += len(decision.pieces) - len(decision.fetch)
             days_up_to_date += not decision.fetch
+            days_disagreeing += decision.disagrees
     return Plan(
         availability=availability,
         lo=lo,
@@ -210,6 +217,7 @@ def plan_windows(
         windows_total=windows_total,
         windows_reused=windows_reused,
         days_up_to_date=days_up_to_date,
+        days_disagreeing=days_disagreeing,
     )
 
 
