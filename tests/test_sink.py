@@ -1,4 +1,5 @@
-"""Tests of harvester.archive.sink: device-day Parquet files, the schema registry, align_files."""
+"""Tests of harvester.archive.sink: device-day Parquet files, the schema registry, align_files
+(more of both in tests/test_widening.py)."""
 
 from __future__ import annotations
 
@@ -240,10 +241,8 @@ def test_schema_registry_persists_and_reloads(sink: ParquetSink, storage: LocalS
     assert storage.exists("_harvest/schema/SPOD.arrow")
     reloaded = SchemaRegistry(storage)
     assert reloaded.schema("SPOD").names == ["_id", "id", "date", "temp", "v", "late"]
-    # Not aligned yet (a run killed before its end): the next registry still owes the alignment.
+    # Every type the archive holds is checked at a run's end: a shard may have widened it.
     assert reloaded.widened == frozenset({"SPOD"})
-    sink.align_files("SPOD")
-    assert SchemaRegistry(storage).widened == frozenset()
     assert reloaded.schema("RAMP") == pa.schema([])
 
 
@@ -258,17 +257,20 @@ def _fleet_with_a_late_field(sink: ParquetSink) -> None:
             sink.write_day(device, DAY + dt.timedelta(days=offset), [window])
 
 
-def test_align_files_puts_every_file_on_the_unified_schema(
+def test_align_files_rewrites_the_head_alone_and_readers_see_every_field(
     storage: LocalStorage, tmp_path: Path
 ) -> None:
-    """After a late field appears, align_files rewrites the older files; pandas,
-    pyarrow.dataset and DuckDB then read every field and every row of the folder."""
+    """After a late field appears, align_files rewrites only the folder's first file, whose
+    schema pandas and pyarrow.dataset take for the folder: they then read every field and
+    every row of it, casting the other files. DuckDB reads it by name (union_by_name)."""
     registry = SchemaRegistry(storage)
     sink = ParquetSink(storage, registry)
     _fleet_with_a_late_field(sink)
-    assert registry.widened == frozenset({"SPOD"})
-    assert sink.align_files("SPOD") == 6
+    before = {key: storage.read_bytes(key) for key in storage.list_files("device_type=SPOD/")}
+    assert sink.align_files("SPOD") == 1
     assert sink.align_files("SPOD") == 0
+    changed = [key for key, body in before.items() if storage.read_bytes(key) != body]
+    assert changed == [min(before)]
     folder = tmp_path / "device_type=SPOD"
 
     frame = pd.read_parquet(folder)
@@ -284,37 +286,38 @@ def test_align_files_puts_every_file_on_the_unified_schema(
     glob = f"{tmp_path}/**/*.parquet"
     rows = duckdb.sql(
         f"SELECT count(*), count(co2_ppm), count(DISTINCT device_id), count(DISTINCT day) "
-        f"FROM read_parquet('{glob}', hive_partitioning = true)"
+        f"FROM read_parquet('{glob}', hive_partitioning = true, union_by_name = true)"
     ).fetchall()
     assert rows == [(18, 6, 3, 3)]
 
 
 def test_a_shard_aligns_only_its_own_devices_files(storage: LocalStorage) -> None:
-    """Concurrent shards share one archive: a shard rewrites only its devices' files (another
-    shard may be writing its own at that moment, and a rewrite from an older read would lose
-    its rows), and the type stays marked unaligned until the last shard has aligned its own."""
+    """Concurrent shards share one archive: a shard rewrites no file of another shard's device
+    (that shard may be writing it at that moment, and a rewrite from an older read would lose
+    its rows), so the head waits for its own shard, whose next alignment rewrites it."""
     registry = SchemaRegistry(storage)
     sink = ParquetSink(storage, registry)
     _fleet_with_a_late_field(sink)
     before = {key: storage.read_bytes(key) for key in storage.list_files("device_type=SPOD/")}
-    mine = {"1040"}
-    assert sink.align_files("SPOD", owns=lambda uuid: uuid in mine) == 2
-    changed = {key for key, body in before.items() if storage.read_bytes(key) != body}
-    assert changed
-    assert all("device_id=1040/" in key for key in changed)
-    assert SchemaRegistry(storage).widened == frozenset({"SPOD"})
-    assert sink.align_files("SPOD", owns=lambda uuid: uuid not in mine) == 4
-    assert SchemaRegistry(storage).widened == frozenset()
+    assert sink.align_files("SPOD", owns=lambda uuid: uuid != "1040") == 0
+    assert all(storage.read_bytes(key) == body for key, body in before.items())
+    assert sink.align_files("SPOD", owns=lambda uuid: uuid == "1040") == 1
+    changed = [key for key, body in before.items() if storage.read_bytes(key) != body]
+    assert changed == [min(before)]
+    assert "device_id=1040/" in changed[0]
 
 
 def test_align_files_rebuilds_a_lost_registry_from_the_files(
     storage: LocalStorage, sink: ParquetSink
 ) -> None:
-    """With the schema file deleted, align_files widens a fresh registry from the data files."""
+    """With the type's schema files deleted, align_files widens a fresh registry from the data
+    files' footers, and puts the head on it."""
     _fleet_with_a_late_field(sink)
-    storage.delete("_harvest/schema/SPOD.arrow")
+    for key in storage.list_files("_harvest/schema/"):
+        if "SPOD" in key:
+            storage.delete(key)
     fresh = ParquetSink(storage, SchemaRegistry(storage))
-    assert fresh.align_files("SPOD") == 6
+    assert fresh.align_files("SPOD") == 1
     assert "co2_ppm" in SchemaRegistry(storage).schema("SPOD").names
 
 
