@@ -28,6 +28,15 @@ $(STAMP): pyproject.toml $(LOCK) setup.py harvester/records/_flatjson.c harveste
 	$(PY) -m pip install -q -c $(LOCK) --build-constraint $(LOCK) -e '.[dev]'
 	touch $(STAMP)
 
+# What the container image holds (Dockerfile runs this target): the package and its runtime
+# dependencies, pinned by the same lock and installed by the same pip steps as `make install`,
+# without the dev extra and not editable.
+.PHONY: install-runtime
+install-runtime:
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q -c $(LOCK) --upgrade pip
+	$(PY) -m pip install -q -c $(LOCK) --build-constraint $(LOCK) .
+
 # Re-resolve $(LOCK) for every Python from 3.11 up. After a change to the dependencies in
 # pyproject.toml `make lock` keeps every pin it can; `make lock UPGRADE=all` takes the newest
 # release of everything, `make lock UPGRADE='numpy mypy'` of those alone. Then `make test-all`.
