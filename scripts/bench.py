@@ -5,8 +5,9 @@
 Scenarios (docs in README "Performance"): 1 rate-limited, 2 latency-bound, 3 CPU-bound
 (harvester ÷ bare floors with our parser and with pyarrow.json, and ÷ the pandas user
 script, on the same captured bodies), 4 peak RSS of 1/30/365 device-days, 5 event-loop lag
-during 3, 6 checkpoint of 1 M windows, and asyncio-throttle beside our pacer. The simulator
-runs in its own process; each harvest, floor and pandas job runs in a fresh process
+during 3, 6 checkpoint of 1 M windows, 7 scale (plan and first minutes of a run of 1,000
+devices x 5 years hourly, scripts/bench_scale.py), and asyncio-throttle beside our pacer. The
+simulator runs in its own process; each harvest, floor and pandas job runs in a fresh process
 (``bench_child.py``) so its CPU time and peak RSS are its own. Rounds interleave the
 contenders (the machine is noisy): the table quotes medians and the best round. Prints a
 table; writes every raw figure as JSON under ``--results``.
@@ -33,6 +34,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "scripts")]
 
 import bench_checkpoint  # noqa: E402  -- a sibling script, importable once scripts/ is on the path
 import bench_pacers  # noqa: E402  -- idem
+import bench_scale  # noqa: E402  -- idem
 
 from tests.support import plain_client  # noqa: E402  -- the vendor-document client, the baseline
 from tests.support.simproc import SimulatorProcess  # noqa: E402  -- idem
@@ -58,12 +60,27 @@ class Sizes:
     checkpoint_windows: int
     pacer_seconds: float
     pacer_rates: tuple[int, ...]
+    scale_fleet: tuple[int, int, float]
+    """Devices, days of hourly data, seconds of ``run`` measured."""
 
 
 FULL = Sizes(
-    40, 10, 8, 100, (1, 8, 32, 64), 6, 3, 4, (1, 30, 365), 120, 1_000_000, 2.0, (5, 50, 200, 500)
+    40,
+    10,
+    8,
+    100,
+    (1, 8, 32, 64),
+    6,
+    3,
+    4,
+    (1, 30, 365),
+    120,
+    1_000_000,
+    2.0,
+    (5, 50, 200, 500),
+    (1000, 1826, 60.0),
 )
-SMOKE = Sizes(40, 2, 1, 20, (1, 8), 1, 1, 1, (1, 2), 600, 20_000, 0.2, (50, 500))
+SMOKE = Sizes(40, 2, 1, 20, (1, 8), 1, 1, 1, (1, 2), 600, 20_000, 0.2, (50, 500), (20, 30, 3.0))
 
 
 def child(job: str, *args: str) -> dict[str, Any]:
@@ -242,6 +259,13 @@ def scenario_pacers(sizes: Sizes, rounds: int, work: Path) -> dict[str, list[dic
     return runs
 
 
+def scenario_scale(sizes: Sizes, rounds: int, work: Path) -> dict[str, list[dict[str, Any]]]:
+    """7. Issue 13: a fleet of hourly devices planned, and its run's first minutes."""
+    devices, days, run_s = sizes.scale_fleet
+    runs = [bench_scale.measure(devices, days, run_s) for _ in range(rounds)]
+    return {f"{devices} devices x {days} days": runs}
+
+
 SCENARIOS: dict[str, Callable[[Sizes, int, Path], dict[str, list[dict[str, Any]]]]] = {
     "rate": scenario_rate,
     "latency": scenario_latency,
@@ -249,6 +273,7 @@ SCENARIOS: dict[str, Callable[[Sizes, int, Path], dict[str, list[dict[str, Any]]
     "memory": scenario_memory,
     "checkpoint": scenario_checkpoint,
     "pacers": scenario_pacers,
+    "scale": scenario_scale,
 }
 
 
@@ -290,6 +315,11 @@ class Row:
 
 def _pick(runs: list[dict[str, Any]], key: str) -> list[float]:
     return [float(run[key]) for run in runs]
+
+
+def _first_request_gap(run: dict[str, Any]) -> float:
+    gap: float = run["run"]["discovered_to_first_request_s"]
+    return gap
 
 
 def rows_of(results: dict[str, dict[str, list[dict[str, Any]]]]) -> list[Row]:
@@ -432,6 +462,27 @@ def rows_of(results: dict[str, dict[str, list[dict[str, Any]]]]) -> list[Row]:
             )
             rows.append(
                 Row("6 checkpoint", "record one window (µs)", _pick(runs, "record_us"), False)
+            )
+    for name, runs in results.get("scale", {}).items():
+        for measure, pick, limit in (
+            ("plan peak RSS MB", lambda r: r["plan"]["peak_rss_mb"], 300.0),
+            ("plan CPU s", lambda r: r["plan"]["cpu_s"], 20.0),
+            ("run peak RSS MB (first minutes)", lambda r: r["run"]["peak_rss_mb"], 300.0),
+            (
+                "discovered → first request s",
+                lambda r: r["run"]["discovered_to_first_request_s"],
+                5.0,
+            ),
+        ):
+            rows.append(
+                Row(
+                    "7 scale",
+                    f"{name}: {measure}",
+                    [pick(run) for run in runs],
+                    False,
+                    f"<= {limit:g}",
+                    lambda v, m=limit: v <= m,
+                )
             )
     for name, runs in results.get("pacers", {}).items():
         name = name.replace("asyncio-throttle ", "")

@@ -20,7 +20,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(180)]
 
 ROOT = Path(__file__).resolve().parent.parent
 SCENARIOS = ("1 rate-limited", "2 latency-bound", "3 CPU-bound", "4 memory", "5 loop lag")
-SCENARIOS += ("6 checkpoint", "pacers")
+SCENARIOS += ("6 checkpoint", "7 scale", "pacers")
 
 
 def test_smoke_run_reports_a_number_for_every_scenario(tmp_path: Path) -> None:
