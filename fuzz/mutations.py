@@ -1,6 +1,6 @@
 """The fuzzer's seed bodies and its mutations, which know JSON's structure and the reader's
 edges: where a number turns into a float or overflows, where a date stops being plain
-ISO-8601, where a body passes the limits of ``native_reader`` (depth, fields, cells)."""
+ISO-8601, where a body passes the bounds of ``harvester.records.limits`` (depth, fields, cells)."""
 
 from __future__ import annotations
 
@@ -127,12 +127,15 @@ def seeds() -> list[bytes]:
         [{**record, "t": "{[" * 40}],
     ]
     bodies += [orjson.dumps({"data": records}) for records in edge_records]
+    # The bare array a server may answer instead of the envelope (issue 14).
+    bodies += [orjson.dumps(records) for records in edge_records[1:4]]
     bodies += [
         b' { "data" : [ { "_id" : "a" , "date" : "2024-01-01T00:00:00Z" , "v" : 1 } ] } ',
         b'{"data":[{"_id":"a","date":"2024-01-01T00:00:00Z","v":"a\\"b"}]}',
         b'{"data":[{"_id":"a","date":"2024-01-01T00:00:00Z"}],"next":null}',
         b'{"data":[{}, {}]}',
         b'{"data":[null]}',
+        b' [ { "_id" : "a" , "date" : "2024-01-01T00:00:00Z" } ] , "x" : 1',
         orjson.dumps({"data": [{**record, "_id": f"{i:024x}", "v": i} for i in range(3000)]}),
     ]
     return bodies

@@ -114,9 +114,15 @@ def test_flat_records_are_read_natively_as_pyarrow_json_reads_them(
     records: list[dict[str, object]], spaced: bool
 ) -> None:
     """Flat records are accepted, with or without whitespace between tokens, and typed,
-    valued and ordered as the pyarrow.json path types them."""
-    body = _dumps(records, indent=1 if spaced else None)
+    valued and ordered as the pyarrow.json path types them; a bare array of them (no
+    envelope) reads as the same table."""
+    indent = 1 if spaced else None
+    body = _dumps(records, indent=indent)
     native = _assert_read_alike(body)
+    bare = _assert_read_alike(json.dumps(records, indent=indent, ensure_ascii=False).encode())
+    assert (bare is None) == (native is None)
+    if native is not None and bare is not None:
+        assert bare.equals(native)
     time_like = any(
         parse._TIME_TEXT.match(b'"' + value.encode())
         for record in records
@@ -257,13 +263,19 @@ def test_number_texts_read_as_correctly_rounded_doubles_or_are_refused(text: str
         b'{"data":[{"_id":"a","date":"2024-01-01T00:00:00Z","v":01}]}',
         b'{"data":[{"_id":"a\xff","date":"2024-01-01T00:00:00Z"}]}',
         b'{"data":[{"_id":"a\xed\xa0\x80","date":"2024-01-01T00:00:00Z"}]}',
+        b'[{"_id":"a","date":"2024-01-01T00:00:00Z"}],"next":null',
+        b'[{"_id":"a","date":"2024-01-01T00:00:00Z"}]}',
+        b'[{"_id":"a","date":"2024-01-01T00:00:00Z"}',
+        b"[null]",
+        b'{[{"_id":"a","date":"2024-01-01T00:00:00Z"}]}',
     ],
 )
 def test_bodies_beyond_flat_records_are_refused(body: bytes) -> None:
     """Booleans beside numbers, nested values, escapes, repeated keys, mixed kinds,
     time-like texts beyond "date", dates not in the plain form or not on the calendar, other
-    top-level fields, out-of-range numbers, trailing documents, empty records and invalid
-    UTF-8 are left to pyarrow.json, which knows how to type or refuse them."""
+    top-level fields, out-of-range numbers, trailing documents, empty records, invalid
+    UTF-8, and a bare array followed by anything or cut short are left to pyarrow.json,
+    which knows how to type or refuse them."""
     assert read_validated(body) is None
 
 
@@ -290,9 +302,11 @@ def test_a_window_is_typed_like_pyarrow_json() -> None:
 
 
 @needs_native
-def test_empty_data_is_a_table_of_no_rows() -> None:
-    """An empty ``data`` list reads as the pyarrow.json path reads it: no rows, no fields."""
-    table = read_validated(b'{ "data" : [ ] }')
+@pytest.mark.parametrize("body", [b'{ "data" : [ ] }', b" [ ] "])
+def test_empty_data_is_a_table_of_no_rows(body: bytes) -> None:
+    """An empty ``data`` list, or an empty bare array, reads as the pyarrow.json path reads
+    it: no rows, no fields."""
+    table = read_validated(body)
     assert table is not None
     assert table.num_rows == 0
     assert table.num_columns == 0

@@ -222,8 +222,16 @@ def test_integers_past_2_to_53_beside_floats_become_the_nearest_float() -> None:
         pytest.param(b"", id="empty"),
         pytest.param(b"<html>502 Bad Gateway</html>", id="html"),
         pytest.param(b'{"data":[{"_id":"a","date":"2024-02-05T22:00:00Z"}', id="truncated"),
-        pytest.param(b"[1, 2]", id="array"),
+        pytest.param(b"[1, 2]", id="array-of-numbers"),
+        pytest.param(b"[null]", id="array-of-null"),
+        pytest.param(b'[{"date":"2024-02-05T22:00:00Z"}]', id="array-record-no-id"),
+        pytest.param(b'[{"_id":"a","date":"2024-02-05T22:00:00Z"}', id="array-truncated"),
+        pytest.param(b'[{"_id":"a","date":"2024-02-05T22:00:00Z"}], "x": 1', id="array-then-text"),
+        pytest.param(b'[{"_id":"a","date":"2024-02-05T22:00:00Z"}]}', id="array-then-brace"),
+        pytest.param(b"[][]", id="two-arrays"),
         pytest.param(b'"data"', id="string"),
+        pytest.param(b"null", id="null"),
+        pytest.param(b"5", id="number"),
         pytest.param(b'{"message":"ok"}', id="no-data"),
         pytest.param(b'{"data":null}', id="data-null"),
         pytest.param(b'{"data":{"a":1}}', id="data-object"),
@@ -249,9 +257,46 @@ def test_integers_past_2_to_53_beside_floats_become_the_nearest_float() -> None:
     ],
 )
 def test_bodies_not_of_the_documented_shape_raise_shape_error(body: bytes) -> None:
-    """Anything but a JSON object with a `data` list of records is a (retryable) ShapeError."""
+    """Anything but a JSON object with a `data` list of records, or a bare array of records,
+    is a (retryable) ShapeError."""
     with pytest.raises(ShapeError):
         parse_window(body)
+
+
+def _bare(records: list[dict[str, object]]) -> bytes:
+    return orjson.dumps(records)
+
+
+@pytest.mark.parametrize(
+    "records",
+    [
+        pytest.param([_record(i, temp=20.5) for i in range(3)], id="flat-small-native"),
+        pytest.param([_record(i, temp=20.5) for i in range(2000)], id="flat-large-native"),
+        pytest.param([_record(i, wind={"s": 2.5}) for i in range(3)], id="nested-small-objects"),
+        pytest.param(
+            [_record(i, wind={"s": 2.5}, cal="2024-01-01T00:00:00Z") for i in range(400)],
+            id="nested-large-pyarrow-json",
+        ),
+        pytest.param(
+            [_record(i, x=1 if i % 2 else "n/a", w={"s": i}) for i in range(400)],
+            id="mixed-large-column-builder",
+        ),
+        pytest.param([], id="empty"),
+    ],
+)
+def test_a_bare_array_of_records_reads_as_the_same_records_in_the_envelope(
+    records: list[dict[str, object]],
+) -> None:
+    """A server may answer `[record, ...]` without the `{"data": ...}` envelope (issue 14):
+    every reader (native, object path, pyarrow.json, column builder) reads it into the table
+    the envelope gives, types included (pyarrow.json's timestamp for a time-like text)."""
+    enveloped = parse_window(_body(records))
+    bare = parse_window(_bare(records))
+    assert bare.schema.equals(enveloped.schema)
+    assert bare.equals(enveloped)
+    assert bare.num_rows == len(records)
+    if records and "cal" in records[0]:
+        assert bare.schema.field("cal").type == UTC_MS
 
 
 def test_truncated_real_window_raises_shape_error() -> None:
@@ -389,6 +434,20 @@ def test_flat_bodies_go_to_the_native_reader_others_by_size(
     assert [reader for reader, _ in readers] == ["refused", "arrow"]
 
 
+@settings(max_examples=300, deadline=None)
+@given(_records())
+def test_any_records_read_alike_bare_or_in_the_envelope(records: list[dict[str, object]]) -> None:
+    """Whatever the records hold, a bare array of them reads as the envelope of them does,
+    or both are refused."""
+    try:
+        enveloped = parse_window(_body(records))
+    except ShapeError:
+        with pytest.raises(ShapeError):
+            parse_window(_bare(records))
+        return
+    assert parse_window(_bare(records)).equals(enveloped)
+
+
 _NOT_DATES = ("yesterday", "2024-02-30", 5, None)
 
 
@@ -454,7 +513,8 @@ def test_bodies_that_crash_pyarrow_json_are_shape_errors_not_crashes() -> None:
     """A records body of 100,000 '[' (or '{"a":' repeated), and a large body whose first
     document is null (found by fuzz/), kill the process inside pyarrow.json (SIGSEGV): each
     is a ShapeError, small or large, and the process lives (run in a child so that a crash
-    is reported, not suffered)."""
+    is reported, not suffered). So is a large bare array that, read inside the envelope,
+    would be followed by null."""
     script = """
 import sys
 from harvester.errors import ShapeError
@@ -468,6 +528,9 @@ bodies = [
     b"null" + b" " * 20_000,
     b" \\n null" + b" " * 20_000,
     b'null{"data":[{]}' + b" " * 20_000,
+    b"[null]" + b" " * 20_000,
+    b'[{"_id":"a","date":"2024-01-01T00:00:00Z","v":[1]}]}null' + b" " * 20_000,
+    b"[]}null{" + b" " * 20_000,
 ]
 for body in bodies:
     try:

@@ -1,4 +1,5 @@
-/* A reader for the one shape nearly every records body has: {"data": [flat record, ...]}.
+/* A reader for the one shape nearly every records body has: {"data": [flat record, ...]}
+ * (or the bare array of those records).
  *
  * A flat record is an object whose values are numbers, texts, booleans or null. The reader
  * builds one Arrow-layout column per field (validity bits, int64/float64 values, bits, or
@@ -8,7 +9,7 @@
  * → string, booleans → bool, only nulls → null.
  *
  * It refuses, by returning None, every body it does not read exactly as pyarrow.json would,
- * and the caller then uses pyarrow.json: anything but that envelope, nested values, escapes
+ * and the caller then uses pyarrow.json: anything but those two shapes, nested values, escapes
  * in texts, a field holding two kinds (numbers and texts, a boolean beside a number), a
  * repeated key, integers beyond 64 bits, numbers it would round differently, a text beyond
  * "date" that pyarrow.json may read as a time, a "date" not in the plain ISO-8601 form.
@@ -308,20 +309,25 @@ done:
     return 1;
 }
 
+/* The documented envelope, {"data": [records]}, or the records alone, [records] (parse.py
+ * reads a bare array as the same records). */
 static int read_body(Reader *r) {
-    if (!take(r, '{') || !take(r, '"')) return 0;
-    const char *name;
-    Py_ssize_t len;
-    if (!scan_text(&r->p, r->end, &name, &len) || len != 4 || memcmp(name, "data", 4) != 0)
-        return 0;
-    if (!take(r, ':') || !take(r, '[')) return 0;
+    int enveloped = take(r, '{');
+    if (enveloped) {
+        const char *name;
+        Py_ssize_t len;
+        if (!take(r, '"') || !scan_text(&r->p, r->end, &name, &len) || len != 4 ||
+            memcmp(name, "data", 4) != 0 || !take(r, ':'))
+            return 0;
+    }
+    if (!take(r, '[')) return 0;
     if (!take(r, ']')) {
         do {
             if (!read_record(r)) return 0;
         } while (take(r, ','));
         if (!take(r, ']')) return 0;
     }
-    if (!take(r, '}')) return 0;
+    if (enveloped && !take(r, '}')) return 0;
     skip_space(r);
     /* Records without a field make rows but no column: pyarrow.json's error to report. */
     return r->p == r->end && (r->rows == 0 || r->ncolumns > 0);
@@ -442,8 +448,9 @@ static PyMethodDef methods[] = {
     {"read_columns", (PyCFunction)(void (*)(void))read_columns, METH_FASTCALL,
      "read_columns(body: bytes, max_fields: int, max_cells: int, release_gil_from: int) -> "
      "(rows, [(name, kind, nulls, validity, values, chars)]) or None when the body is not "
-     "{\"data\": [flat records]} read exactly as pyarrow.json reads it, or its records hold "
-     "more than max_fields fields, or (records + 1) x (fields + 1) > max_cells."},
+     "{\"data\": [flat records]} or [flat records], read exactly as pyarrow.json reads the "
+     "former, or its records hold more than max_fields fields, or (records + 1) x (fields + 1) "
+     "> max_cells."},
     {"scan_shape", (PyCFunction)(void (*)(void))scan_shape, METH_FASTCALL,
      "scan_shape(body: bytes, max_depth: int, max_names: int, release_gil_from: int) -> "
      "(depth, objects, names): "
