@@ -4,7 +4,9 @@
 
 Every contender runs once per round, rounds interleave the contenders (this machine is noisy),
 and the table shows the median and the best round. One window is 7,200 SPOD-shaped records
-at 1 Hz (~2.75 MB of JSON); one device-day is 12 such windows.
+at 1 Hz (~2.75 MB of JSON); one device-day is 12 such windows. A small window is 24 records
+at a 5-minute cadence (~9 KiB), the kind the pool reads on the event loop, read with the
+native reader and without it (an install without a C compiler).
 """
 
 from __future__ import annotations
@@ -27,22 +29,29 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import structlog
 
-from harvester.archive.sink import ParquetSink, SchemaRegistry, WindowRows, day_file_key
+from harvester.archive.layout import day_file_key
+from harvester.archive.sink import ParquetSink, SchemaRegistry, WindowRows
 from harvester.archive.storage import LocalStorage
 from harvester.models import Device
+from harvester.records import native_reader
 from harvester.records.parse import parse_window
 
 RECORDS_PER_WINDOW = 7200
+SMALL_WINDOW_RECORDS = 24
 WINDOWS_PER_DAY = 12
 DAY = dt.date(2024, 2, 5)
 DEVICE = Device(uuid="1041", type="SPOD", name="METEC 1041")
 
 
-def spod_window(index: int, rng: random.Random) -> bytes:
-    """The body of window ``index`` of DAY: 1 Hz records, newest first, SPOD fields."""
+def spod_window(
+    index: int, rng: random.Random, records_per_window: int = RECORDS_PER_WINDOW
+) -> bytes:
+    """The body of window ``index`` of DAY: records spread evenly over its 2 hours (1 Hz by
+    default), newest first, SPOD fields."""
     start = dt.datetime.combine(DAY, dt.time(), dt.UTC) + dt.timedelta(hours=2 * index)
+    step_s = 7200 // records_per_window
     records = []
-    for second in range(RECORDS_PER_WINDOW):
+    for second in range(0, 7200, step_s):
         stamp = start + dt.timedelta(seconds=second)
         records.append(
             {
@@ -96,6 +105,20 @@ def arrow_floor(bodies: list[bytes]) -> None:
     pq.write_table(table, io.BytesIO(), compression="zstd")
 
 
+def without_native_reader(action: Callable[[], object]) -> Callable[[], object]:
+    """``action`` as an install without a C compiler runs it."""
+
+    def run() -> object:
+        built = native_reader._flatjson
+        native_reader._flatjson = None
+        try:
+            return action()
+        finally:
+            native_reader._flatjson = built
+
+    return run
+
+
 def timed(action: Callable[[], object]) -> tuple[float, float]:
     """Wall and process CPU milliseconds of one call (CPU is less disturbed by neighbours)."""
     wall, cpu = time.perf_counter(), time.process_time()
@@ -112,7 +135,13 @@ def main() -> None:
     rng = random.Random(5)
     bodies = [spod_window(i, rng) for i in range(WINDOWS_PER_DAY)]
     tables = [parse_window(body) for body in bodies]
+    small = [spod_window(i, rng, SMALL_WINDOW_RECORDS) for i in range(WINDOWS_PER_DAY)]
     print(f"window: {RECORDS_PER_WINDOW} records, {len(bodies[0]) / 1e6:.2f} MB JSON")
+    print(f"small window: {SMALL_WINDOW_RECORDS} records, {len(small[0]) / 1024:.1f} KiB JSON")
+
+    def parse_small() -> None:
+        for body in small:
+            parse_window(body)
 
     pool = ThreadPoolExecutor(2)
 
@@ -134,6 +163,11 @@ def main() -> None:
         contenders: dict[str, tuple[Callable[[], object], int]] = {
             "parse_window, 1 thread (ms/window)": (lambda: [parse_window(b) for b in bodies], 12),
             "parse_window, 2 threads (ms/window)": (parse_two_threads, 12),
+            "parse_window, small window (ms/window)": (parse_small, 12),
+            "parse_window, small window, no native reader (ms/window)": (
+                without_native_reader(parse_small),
+                12,
+            ),
             "orjson.loads + Table.from_pylist (ms/window)": (
                 lambda: [parse_with_orjson(b) for b in bodies],
                 12,
@@ -184,7 +218,7 @@ def main() -> None:
     print(f"{'':{width}}  wall median  wall best  CPU median   ({rounds} interleaved rounds)")
     for name, values in walls.items():
         median, best, cpu = statistics.median(values), min(values), statistics.median(cpus[name])
-        print(f"{name:{width}}  {median:11.1f}  {best:9.1f}  {cpu:10.1f}")
+        print(f"{name:{width}}  {median:11.2f}  {best:9.2f}  {cpu:10.2f}")
     print(f"day file: {size / 1e6:.2f} MB zstd Parquet for {RECORDS_PER_WINDOW * 12} rows")
 
 
