@@ -128,8 +128,9 @@ def capture(args: argparse.Namespace) -> dict[str, Any]:
     from harvester.api.client import ClientSettings, SensitClient
     from harvester.archive.checkpoint.journal import CheckpointJournal
     from harvester.archive.storage import LocalStorage
+    from harvester.fetch.discovery import discover
     from harvester.fetch.gate import RequestGate
-    from harvester.harvest import discover, make_plan
+    from harvester.harvest import make_plan
     from harvester.logging import configure_logging
 
     configure_logging("json", -1)
