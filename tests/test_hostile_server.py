@@ -354,13 +354,14 @@ CASES: list[Case] = [
     Case("date-garbage", "a date that is not a time at all: the window fails",
          odd_dated("yesterday, around noon"), 1, "window"),
     Case("date-year-0", "a record dated year 0000 lies outside its window: dropped (the sink "
-         "keeps start <= date < end); the next run finds the day short of the server's count "
-         "and fetches it again", odd_dated("0000-01-01T00:00:00.000Z"), 0, "dropped"),
-    Case("date-year-9999", "a record dated 9999-12-31 lies outside its window: dropped",
-         odd_dated("9999-12-31T23:59:59.999Z"), 0, "dropped"),
+         "keeps start <= date < end), so the day is short of the server's count: the run "
+         "exits 1 saying so, and the next run fetches the day again",
+         odd_dated("0000-01-01T00:00:00.000Z"), 1, "dropped"),
+    Case("date-year-9999", "a record dated 9999-12-31 lies outside its window: dropped, the "
+         "day short, exit 1", odd_dated("9999-12-31T23:59:59.999Z"), 1, "dropped"),
     Case("date-out-of-window", "a record dated in another window of the same day: dropped "
-         "from this one (it is not that window's either)",
-         odd_dated("2024-01-01T03:00:00.000Z"), 0, "dropped"),
+         "from this one (it is not that window's either), the day short, exit 1",
+         odd_dated("2024-01-01T03:00:00.000Z"), 1, "dropped"),
     # -- nested and odd values ---------------------------------------------------------------
     Case("value-nested-object", "a nested object is stored as a struct, values kept",
          odd_value("extra", {"a": 1, "b": {"c": "d"}}), 0, "exact",
