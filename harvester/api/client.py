@@ -13,7 +13,7 @@ import asyncio
 import datetime as dt
 import time
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, Final, TypeVar
@@ -131,6 +131,18 @@ class ClientStats:
 
 
 @dataclass(frozen=True)
+class RawReply:
+    """Every part of an answer to ``SensitClient.exchange``: the status, the headers in order
+    (repeats kept), the body decoded from any Content-Encoding, and the seconds from sending
+    to the last byte."""
+
+    status: int
+    headers: tuple[tuple[str, str], ...]
+    body: bytes
+    elapsed_s: float
+
+
+@dataclass(frozen=True)
 class _Auth:
     """One sign-in's result. ``refresh_at`` is on the client's monotonic clock."""
 
@@ -231,6 +243,57 @@ class SensitClient:
         if reply.status != 200:
             raise self._counted(status_error(reply, what, self._secrets()))
         return reply.body
+
+    async def exchange(
+        self,
+        method: str,
+        path: str,
+        *,
+        query: Sequence[tuple[str, str]] = (),
+        body: bytes = b"",
+        token: str | None = None,
+    ) -> RawReply:
+        """One request sent exactly as given (a non-empty ``body`` as JSON, ``token`` as the
+        bearer) and all of its answer, with no sign-in, retry or decoding: for ``harvester
+        probe``, which judges statuses, headers and shapes itself. A failure to connect or to
+        read the answer raises as every call does; a body over ``--max-response-mb`` is a
+        ``ShapeError``."""
+        if self._session is None:
+            raise RuntimeError("SensitClient used outside 'async with'")
+        headers = {"Authorization": f"Bearer {token}"} if token is not None else {}
+        if body:
+            headers["Content-Type"] = "application/json"
+        what = f"{method} {path}"
+        url = yarl.URL(self._base + (path if path.startswith("/") else "/" + path))
+        loop = asyncio.get_running_loop()
+        self.stats.requests += 1
+        started = loop.time()
+        try:
+            async with self._session.request(
+                method,
+                url,
+                params=list(query) or None,
+                data=body or None,
+                headers=headers,
+                allow_redirects=False,
+                proxy=self._proxy,
+                proxy_auth=self._proxy_auth,
+            ) as response:
+                async with asyncio.timeout(self.settings.read_timeout_s):
+                    data, whole = await read_capped(response, self.settings.max_response_bytes)
+                status, pairs = response.status, tuple(response.headers.items())
+        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+            self.stats.transport_errors += 1
+            shown_url = self.settings.shown_url
+            raise transport_error(exc, what, shown_url, signed_in=token is not None) from None
+        self.stats.by_status[str(status)] += 1
+        self.stats.bytes_received += len(data)
+        if not whole:
+            cap_mb = self.settings.max_response_bytes / 2**20
+            raise self._counted(
+                ShapeError(f"{what}: the response is larger than the {cap_mb:g} MiB cap")
+            )
+        return RawReply(status, pairs, data, loop.time() - started)
 
     # -- authentication -------------------------------------------------------------------
 
