@@ -5,10 +5,10 @@ Exit codes: 0 done · 1 some windows failed, verify found a mismatch, or the ser
 
 Each command module registers its options from light modules only (argparse, the standard
 library, ``harvester.errors``, the simulator's options); what a command needs to run
-(``harvester.harvest``, ``harvester.inspect``: aiohttp, pyarrow, numpy, rich) its handler
-imports when it runs. So ``harvester --help`` loads none of them, and ``status`` loads no
-HTTP client (``tests/test_cli_startup.py``). The CLI reaches the core only through
-``harvester.harvest`` and ``harvester.inspect``.
+(``harvester.harvest``, ``harvester.inspect``, ``harvester.probe``: aiohttp, pyarrow, numpy,
+rich) its handler imports when it runs. So ``harvester --help`` loads none of them, and
+``status`` loads no HTTP client (``tests/test_cli_startup.py``). The CLI reaches the core only
+through ``harvester.harvest``, ``harvester.inspect`` and ``harvester.probe``.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import traceback
 from collections.abc import Sequence
 
 from harvester import __version__
-from harvester.cli import demo, harvest, inspect, report, simulate
+from harvester.cli import demo, harvest, inspect, probe, report, simulate
 from harvester.cli.common import HelpFormatter, printable
 from harvester.errors import (
     AuthError,
@@ -94,7 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(
         title="commands", metavar="COMMAND", dest="command", required=True, parser_class=_Parser
     )
-    for command in (harvest, inspect, report, demo, simulate):
+    for command in (harvest, inspect, probe, report, demo, simulate):
         command.register(commands)
     return parser
 
