@@ -33,8 +33,9 @@ from harvester.archive.checkpoint.journal import CheckpointJournal
 from harvester.archive.integrity import damaged_days, trusting_only_intact
 from harvester.archive.layout import DEVICES_NAME, checkpoint_prefix, lock_key, run_key, state_key
 from harvester.archive.opening import open_storage
+from harvester.archive.schemas import SchemaRegistry
 from harvester.archive.settings import settle_partition
-from harvester.archive.sink import ParquetSink, SchemaRegistry
+from harvester.archive.sink import ParquetSink
 from harvester.archive.storage import Storage
 from harvester.config import HarvestConfig
 from harvester.errors import HarvesterError, InternalError, Interrupted

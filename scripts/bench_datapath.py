@@ -30,7 +30,8 @@ import pyarrow.parquet as pq
 import structlog
 
 from harvester.archive.layout import day_file_key
-from harvester.archive.sink import ParquetSink, SchemaRegistry, WindowRows
+from harvester.archive.schemas import SchemaRegistry
+from harvester.archive.sink import ParquetSink, WindowRows
 from harvester.archive.storage import LocalStorage
 from harvester.models import Device
 from harvester.records import native_reader

@@ -25,7 +25,8 @@ from harvester.archive.layout import (
     parse_day_key,
     unusable_uuid,
 )
-from harvester.archive.sink import ParquetSink, SchemaRegistry, WindowRows
+from harvester.archive.schemas import SchemaRegistry
+from harvester.archive.sink import ParquetSink, WindowRows
 from harvester.archive.storage import LocalStorage
 from harvester.errors import StorageError
 from harvester.inspect.report import stored_rows

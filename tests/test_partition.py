@@ -26,8 +26,9 @@ from harvester.archive.layout import (
     partition_file_key,
     period_of,
 )
+from harvester.archive.schemas import SchemaRegistry
 from harvester.archive.settings import archive_partition, recorded_partition, settle_partition
-from harvester.archive.sink import ParquetSink, SchemaRegistry, WindowRows
+from harvester.archive.sink import ParquetSink, WindowRows
 from harvester.archive.storage import LocalStorage
 from harvester.config import resolve_config
 from harvester.errors import ConfigError, StorageError

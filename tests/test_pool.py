@@ -13,7 +13,8 @@ import orjson
 import pytest
 
 from harvester.archive.checkpoint.journal import CheckpointJournal
-from harvester.archive.sink import ParquetSink, SchemaRegistry
+from harvester.archive.schemas import SchemaRegistry
+from harvester.archive.sink import ParquetSink
 from harvester.archive.storage import LocalStorage
 from harvester.errors import RateLimitedError
 from harvester.fetch.backoff import OwnRateLimitedError, RetryPolicy

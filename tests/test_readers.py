@@ -26,7 +26,8 @@ import pytest
 import structlog
 
 from harvester.archive import readers
-from harvester.archive.sink import ParquetSink, SchemaRegistry, WindowRows
+from harvester.archive.schemas import SchemaRegistry
+from harvester.archive.sink import ParquetSink, WindowRows
 from harvester.archive.storage import LocalStorage
 from harvester.cli import main
 from harvester.models import Device

@@ -22,7 +22,8 @@ import pytest
 from harvester.archive import readers
 from harvester.archive.layout import day_file_key
 from harvester.archive.objectstore import ObjectStorage, open_location
-from harvester.archive.sink import ParquetSink, SchemaRegistry, WindowRows, readers_cast
+from harvester.archive.schemas import SchemaRegistry, readers_cast
+from harvester.archive.sink import ParquetSink, WindowRows
 from harvester.archive.storage import LocalStorage, Storage, StorageLock
 from harvester.models import Device
 from harvester.records.parse import parse_window

@@ -178,6 +178,13 @@ def parse_day_key(key: str) -> tuple[str, str, dt.date] | None:
     return device_type, uuid, period.first
 
 
+def key_device(key: str) -> tuple[str, str]:
+    """``(device type, uuid)`` of a data key of either partition, decoded."""
+    device_type, _, rest = key.partition("/")
+    uuid = rest.partition("/")[0]
+    return decode_value(device_type.partition("=")[2]), decode_value(uuid.partition("=")[2])
+
+
 def checked_key(key: str) -> str:
     """``key`` itself, once proven to stay under the root; ``StorageError`` otherwise."""
     problem = _key_problem(key)

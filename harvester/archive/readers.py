@@ -71,7 +71,7 @@ def _read_schema(filesystem: pafs.FileSystem, path: str) -> pa.Schema | None:
 def record_schema(out: str | Path, device_type: str | None = None) -> pa.Schema:
     """The recorded schema of the records (no partition keys): one type's, or every type's.
 
-    The union of everything the writers recorded (``harvester.archive.sink.SchemaRegistry``):
+    The union of everything the writers recorded (``harvester.archive.schemas.SchemaRegistry``):
     the published ``<TYPE>.arrow`` or ``ALL.arrow`` first, so that fields keep its order, then
     every per-type file and source, so that a field a shard recorded a moment ago is there
     too, and archives written before ``ALL.arrow`` existed get the union of their types.
