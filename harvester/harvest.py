@@ -353,8 +353,10 @@ def _check_settled(stats: PoolStats) -> None:
 async def _align_widened(
     sink: ParquetSink, schemas: SchemaRegistry, executor: Executor, shard: Shard | None
 ) -> None:
-    """Keep each device type's files on one schema, so default readers see every field; a
-    shard aligns only its own devices' files (others may be writing theirs right now)."""
+    """Keep the head file of each type (the first in path order, whence readers take the
+    folder's schema) on the type's whole schema, so default readers see every field (and the
+    older files only where readers cannot cast them); a shard rewrites only its own devices'
+    files (others may be writing theirs right now)."""
     loop = asyncio.get_running_loop()
     owns = shard.owns if shard is not None else (lambda _uuid: True)
     for device_type in sorted(schemas.widened):
