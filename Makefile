@@ -73,13 +73,15 @@ test-all:
 	    fi; \
 	    echo "=== Python $$v: $$py, in $$venv, log in $$venv.log"; \
 	    start=$$SECONDS; \
-	    { $(MAKE) --no-print-directory test VENV=$$venv PYTHON="$$py" \
-	      && $$venv/bin/python -c 'import harvester.records._flatjson' \
-	      && echo "native reader: built"; } 2>&1 | tee $$venv.log; \
+	    ( $(MAKE) --no-print-directory test VENV=$$venv PYTHON="$$py"; status=$$?; \
+	      $$venv/bin/python -c 'import harvester.records._flatjson' 2>/dev/null \
+	      && echo "test-all: native reader built" || { echo "test-all: native reader NOT built"; status=1; }; \
+	      exit $$status ) 2>&1 | tee $$venv.log; \
 	    status=$$?; seconds=$$((SECONDS - start)); \
 	    count=$$(grep -E '^=* ?[0-9]+ (passed|failed).* in [0-9.]+s' $$venv.log | tail -n 1 | tr -d '='); \
+	    native=$$(grep -o 'native reader [A-Z]* *built' $$venv.log | tail -n 1); \
 	    result=$$([ $$status = 0 ] && echo pass || echo FAIL); [ $$status = 0 ] || failed=1; \
-	    summary+=("Python $$v: $$result, $${count:-no pytest summary}, wall $$((seconds / 60))m$$((seconds % 60))s"); \
+	    summary+=("Python $$v: $$result, $${count:-no pytest summary}, $${native:-native reader unknown}, wall $$((seconds / 60))m$$((seconds % 60))s"); \
 	done; \
 	echo "=== test-all"; printf '  %s\n' "$${summary[@]}"; exit $$failed
 
