@@ -524,10 +524,13 @@ def judge_bounds(f: Findings) -> Row:
     at = f"{edge.record.at:%H:%M:%S}" if edge.record.at else edge.record.date
     start = edge.record.id in edge.starts_on_it.answer.ids
     end = edge.record.id in edge.ends_on_it.answer.ids
-    shown = (
-        f"a record at {at} comes back {'in' if end else 'NOT in'} the window ending on it, "
-        f"{'in' if start else 'NOT in'} the one starting on it"
-    )
+    returned = {
+        (True, True): "by the window ending on it and by the one starting on it",
+        (False, True): "by the window starting on it, NOT by the one ending on it",
+        (True, False): "by the window ending on it, NOT by the one starting on it",
+        (False, False): "by NEITHER the window ending on it NOR the one starting on it",
+    }
+    shown = f"a record at {at} is returned {returned[end, start]}"
     if start and end:
         return _pass(BOUNDS, f"[start, end]: {shown}, as documented", does)
     if start:
