@@ -9,15 +9,17 @@ a second would make each probe take ~15 s.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import io
 import json
 import urllib.request
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 import pytest
 
+from harvester.api.client import ClientSettings, RawReply
 from harvester.cli import main
 from harvester.probe import session
 from harvester.simulator.auth import make_account
@@ -219,3 +221,64 @@ def test_the_probe_help_loads_no_heavy_library() -> None:
     assert loaded == set()
     assert "--record DIR" in stdout
     assert "--scramble" in stdout
+
+
+def test_429s_are_waited_out_and_asked_again_within_the_budget() -> None:
+    """Against an account limited to 10 requests a second (the gate lets the probe go
+    faster), each 429 is waited out and asked again once: every row holds, and the rate-limit
+    row, no longer UNKNOWN, counts the 429s and their Retry-After."""
+    with threaded_simulator(**FLEET, email=EMAIL, password=PASSWORD, rate_limit=10) as url:
+        code, document, stderr = probe(url)
+    assert code == 0, stderr[-2000:]
+    assert set(outcomes(document).values()) == {"PASS"}
+    [rate] = [row for row in document["rows"] if row["assumption"] == "rate limit"]
+    assert "answers 429" in rate["seen"]
+    assert document["requests"] <= 40
+
+
+class ScriptedClient:
+    """Answers ``exchange`` calls with the replies given, in turn, and keeps what was sent."""
+
+    def __init__(self, *replies: RawReply) -> None:
+        self.replies = list(replies)
+        self.sent: list[tuple[str, str | None]] = []
+
+    async def exchange(
+        self, method: str, path: str, *, query: Any = (), body: bytes = b"", token: Any = None
+    ) -> RawReply:
+        self.sent.append((path, token))
+        return self.replies.pop(0)
+
+
+def _reply(status: int, body: object) -> RawReply:
+    return RawReply(status, (("Content-Type", "application/json"),), json.dumps(body).encode(), 0)
+
+
+def test_a_refused_token_is_renewed_once_and_the_request_asked_again() -> None:
+    """A 401 on a call signs in again (the new token is used from then on) and asks the call
+    once more; every request counts against the budget, and the budget stops the probe."""
+    user = {"id": "u1", "role": "SystemAdministrator"}
+    client = ScriptedClient(
+        _reply(200, {"accessToken": "t1", "user": user}),
+        _reply(401, {"message": "expired"}),
+        _reply(200, {"accessToken": "t2", "user": user}),
+        _reply(200, []),
+    )
+    settings = ClientSettings(base_url="http://127.0.0.1:9", email=EMAIL, password=PASSWORD)
+    asker = session._Asker(cast(Any, client), cast(Any, InstantGate(2.0)), settings, budget=4)
+
+    async def scenario() -> None:
+        await asker.sign_in()
+        answer = await asker.ask("devices", "GET", "/devices")
+        assert answer.status == 200
+        with pytest.raises(session._BudgetSpent):
+            await asker.ask("devices", "GET", "/devices")
+
+    asyncio.run(scenario())
+    assert client.sent == [
+        ("/users/signin", None),
+        ("/devices", "t1"),
+        ("/users/signin", None),
+        ("/devices", "t2"),
+    ]
+    assert asker.identity.tokens == ("t1", "t2")
