@@ -115,7 +115,10 @@ def print_rows(report: ProbeReport) -> None:
             run = "" if row.safe is None else "run is safe: " if row.safe else "run is NOT safe: "
             print(f"{'':<9} {'':<{width}}  -> {run}{printable(row.harvester)}")
     stopped = f"; stopped early: {findings.stopped}" if findings.stopped else ""
-    print(f"{report.requests} requests at most {findings.paced_rps:g} a second{stopped}")
+    print(
+        f"{report.requests} requests of at most {findings.budget}, at most "
+        f"{findings.paced_rps:g} a second{stopped}"
+    )
     if report.recorded is not None:
         print(f"recorded in {report.recorded}")
     print(f"probe {verdict(report.rows)}")
@@ -132,6 +135,7 @@ def print_json(report: ProbeReport) -> None:
         else {"uuid": findings.device.uuid, "type": findings.device.type},
         "day": None if findings.day is None else findings.day.day.isoformat(),
         "requests": report.requests,
+        "budget": findings.budget,
         "paced_rps": findings.paced_rps,
         "stopped": findings.stopped or None,
         "recorded": None if report.recorded is None else str(report.recorded),
