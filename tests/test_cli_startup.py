@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 HEAVY = ("aiohttp", "matplotlib", "numpy", "pandas", "polars", "pyarrow", "rich", "structlog")
-COMMANDS = ("plan", "run", "status", "verify", "report", "demo", "simulate")
+COMMANDS = ("plan", "run", "status", "verify", "report", "probe", "demo", "simulate")
 
 _CHILD = f"""
 import atexit, sys
