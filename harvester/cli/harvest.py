@@ -202,7 +202,7 @@ def print_summary(summary: RunSummary) -> None:
         file=out,
     )
     print(
-        f"records  {data['records']:,} in {data['days_written']} day files "
+        f"records  {data['records']:,} in {data['days_written']} device-days written "
         f"({data['bytes_written'] / 1e6:.1f} MB)",
         file=out,
     )
