@@ -12,9 +12,11 @@
    ``--compare`` devices.
 2. **Query.** On each archive, the same questions through DuckDB (``count(*)``; a per-device
    daily mean of ``temp``), Polars (the same two, the README's scan with the recorded schema)
-   and pyarrow (``harvester.archive.readers.dataset``: ``count_rows``; the daily mean). Rounds
-   alternate the layouts; each query runs once to warm the page cache, then ``--rounds``
-   times; the table shows medians and month's speed-up. Both layouts must give the same answer.
+   and pyarrow (``harvester.archive.readers.dataset``: ``count_rows``; the daily mean), each
+   run in a fresh process and timed after its imports. Rounds alternate the layouts; each
+   query runs once to warm the page cache, then ``--rounds`` times; the table shows medians
+   and month's speed-up. Both layouts must give the same answer. ``--queries-only`` measures
+   the archives already in ``--work`` again.
 3. **Top-up at 1 Hz.** One SPOD-like device sending every second (18 fields, synthetic values),
    written through ``ParquetSink`` as a run writes it: a month back-filled day by day, then the
    day in progress topped up with one more 2-hour window (what every incremental run does) —
@@ -239,22 +241,39 @@ QUERIES: dict[str, Callable[[Path, str], Any]] = {
 }
 
 
+def run_query(name: str, archive: Path, partition: str) -> dict[str, Any]:
+    """One query, timed after the imports: what ``--query`` prints in its child process."""
+    started = time.perf_counter()
+    answer = QUERIES[name](archive, partition)
+    return {"seconds": time.perf_counter() - started, "answer": str(answer)}
+
+
+def _child_query(name: str, archive: Path, partition: str) -> dict[str, Any]:
+    """``run_query`` in a fresh process: each library starts with no pool, cache or arena
+    left by the others (in one process, pyarrow ran 2-3x slower after DuckDB and Polars)."""
+    command = [sys.executable, __file__, "--query", name, str(archive), partition]
+    done = subprocess.run(command, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"{name} on {archive}: {done.stderr[-2000:]}")
+    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    return result
+
+
 def measure_queries(work: Path, rounds: int) -> dict[str, Any]:
     """Median seconds of each query on each layout, and month's speed-up."""
     results: dict[str, Any] = {}
-    for name, query in QUERIES.items():
-        answers = {partition: query(work / partition, partition) for partition in PARTITIONS}
-        if len(set(map(str, answers.values()))) != 1:
+    for name in QUERIES:
+        answers = {p: _child_query(name, work / p, p)["answer"] for p in PARTITIONS}
+        if len(set(answers.values())) != 1:
             raise AssertionError(f"{name}: the layouts answer differently: {answers}")
         seconds: dict[str, list[float]] = {partition: [] for partition in PARTITIONS}
         for _ in range(rounds):
             for partition in PARTITIONS:
-                started = time.perf_counter()
-                query(work / partition, partition)
-                seconds[partition].append(time.perf_counter() - started)
+                timed = _child_query(name, work / partition, partition)
+                seconds[partition].append(timed["seconds"])
         medians = {p: statistics.median(s) for p, s in seconds.items()}
         results[name] = {
-            "answer": str(answers[DAY]),
+            "answer": answers[DAY],
             "seconds": seconds,
             "median_s": medians,
             "month_speedup": medians[DAY] / medians[MONTH],
@@ -353,14 +372,26 @@ def main() -> None:
     )
     parser.add_argument("--work", type=Path, help="where the two archives are (kept)")
     parser.add_argument("--results", type=Path, default=ROOT / "bench-results")
+    parser.add_argument(
+        "--queries-only", action="store_true", help="measure the queries on the archives in --work"
+    )
+    parser.add_argument("--query", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.query:
+        name, archive, partition = args.query
+        print(json.dumps(run_query(name, Path(archive), partition)))
+        return
     configure_logging("console", -1)
     devices, days, topup_days = (4, 40, 3) if args.smoke else (args.devices, args.days, 30)
+    rounds = 1 if args.smoke else args.rounds
+    if args.queries_only:
+        print_table({"build": {}, "queries": measure_queries(args.work, rounds), "topup": {}})
+        return
     with tempfile.TemporaryDirectory() as scratch:
         work = args.work or Path(scratch)
         results: dict[str, Any] = {"devices": devices, "days": days}
         results["build"] = build(work, devices, days, 2 if args.smoke else args.compare)
-        results["queries"] = measure_queries(work, 1 if args.smoke else args.rounds)
+        results["queries"] = measure_queries(work, rounds)
     results["topup"] = {
         "1 Hz": topup(1, topup_days),
         "hourly": topup(3600, topup_days),
