@@ -8,7 +8,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Final, Literal, overload
+from typing import Any, Final, Literal, overload
 
 import numpy as np
 import numpy.typing as npt
@@ -172,11 +172,20 @@ class FailedWindow:
         return self.start.date()
 
 
-def is_complete_day(stored: int, server_count: int, windows_failed: int) -> bool:
+@overload
+def is_complete_day(stored: int, server_count: int, windows_failed: int) -> bool: ...
+@overload
+def is_complete_day(
+    stored: npt.NDArray[np.integer],
+    server_count: npt.NDArray[np.integer],
+    windows_failed: npt.NDArray[np.integer],
+) -> npt.NDArray[np.bool_]: ...
+def is_complete_day(stored: Any, server_count: Any, windows_failed: Any) -> Any:
     """The one definition of a complete device-day, used by ``status`` and ``report``: the
     archive holds as many records as the server counts, the server counts some, and no window
-    of the day is failed (a failed window may hide records the count does not show yet)."""
-    return windows_failed == 0 and server_count > 0 and stored == server_count
+    of the day is failed (a failed window may hide records the count does not show yet).
+    Element-wise on arrays (a fleet's days at once)."""
+    return (windows_failed == 0) & (server_count > 0) & (stored == server_count)
 
 
 @dataclass(frozen=True, slots=True)

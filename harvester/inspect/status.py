@@ -10,9 +10,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import orjson
 
-from harvester.archive.checkpoint.state import DayProgress
+from harvester.archive.checkpoint.state import DayTotals
 from harvester.archive.layout import RUNS_PREFIX
 from harvester.archive.opening import open_existing_storage, read_all_checkpoints
 from harvester.archive.storage import Storage
@@ -32,17 +33,16 @@ class ArchiveStatus:
     """The newest run manifest as saved (None before the first run ends)."""
 
 
-def summarize(days: Sequence[DayProgress]) -> dict[str, int]:
+def summarize(days: DayTotals) -> dict[str, int]:
     """Totals over the checkpoint's device-days (complete: ``models.is_complete_day``)."""
+    complete = is_complete_day(days.records, days.day_count, days.windows_failed)
     return {
-        "devices": len({d.device_uuid for d in days}),
+        "devices": len(np.unique(days.code)),
         "days": len(days),
-        "days_complete": sum(
-            is_complete_day(d.records, d.day_count, d.windows_failed) for d in days
-        ),
-        "windows_finished": sum(d.windows_finished for d in days),
-        "windows_failed": sum(d.windows_failed for d in days),
-        "records": sum(d.records for d in days),
+        "days_complete": int(np.count_nonzero(complete)),
+        "windows_finished": int(days.windows_finished.sum()),
+        "windows_failed": int(days.windows_failed.sum()),
+        "records": int(days.records.sum()),
     }
 
 
@@ -61,7 +61,7 @@ def read_status(config: HarvestConfig) -> ArchiveStatus:
     journal = read_all_checkpoints(storage)
     return ArchiveStatus(
         archive=storage.describe(),
-        totals=summarize(journal.days()),
+        totals=summarize(journal.day_totals()),
         failed=journal.failed(),
         last_run=last_run_manifest(storage),
     )

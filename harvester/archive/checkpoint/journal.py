@@ -42,7 +42,13 @@ import structlog
 
 from harvester import crashpoints
 from harvester.archive.checkpoint import format as fmt
-from harvester.archive.checkpoint.state import DayProgress, FinishedColumns, day_progress, resolve
+from harvester.archive.checkpoint.state import (
+    DayProgress,
+    DayTotals,
+    FinishedColumns,
+    day_totals,
+    resolve,
+)
 from harvester.archive.layout import (
     CHECKPOINT_PREFIX,
     CORRUPT_MARK,
@@ -55,7 +61,7 @@ from harvester.archive.storage import Storage
 from harvester.errors import StorageError
 from harvester.models import FailedWindow, FinishedWindow
 
-__all__ = ["CHECKPOINT_VERSION", "CheckpointJournal", "DayProgress"]
+__all__ = ["CHECKPOINT_VERSION", "CheckpointJournal", "DayProgress", "DayTotals"]
 
 CHECKPOINT_VERSION: Final = fmt.CHECKPOINT_VERSION
 
@@ -175,7 +181,7 @@ class CheckpointJournal:
         self._written: list[str] = []
         self._seq = 0
         self._last_flush: float | None = None
-        self._days: tuple[DayProgress, ...] | None = None
+        self._days: DayTotals | None = None
         self._state_lock = threading.Lock()
         self._flush_lock = threading.Lock()
 
@@ -294,13 +300,17 @@ class CheckpointJournal:
         with self._state_lock:
             return sorted(self._failed.values(), key=fmt.identity)
 
-    def days(self) -> Sequence[DayProgress]:
+    def day_totals(self) -> DayTotals:
         """Per device and UTC day (sorted): finished windows, records, day count, failures."""
         with self._state_lock:
             if self._days is None:
                 self._settle()
-                self._days = tuple(day_progress(self._finished, self._failed))
-            return list(self._days)
+                self._days = day_totals(self._finished, self._failed)
+            return self._days
+
+    def days(self) -> Sequence[DayProgress]:
+        """``day_totals`` as objects, for small archives and tests."""
+        return self.day_totals().progress()
 
     # ------------------------------------------------------------ recording
 

@@ -7,7 +7,6 @@ vectorised sorting; per-row Python objects are made only for what a caller asks 
 from __future__ import annotations
 
 import datetime as dt
-from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -39,6 +38,49 @@ class DayProgress:
     records: int
     day_count: int
     windows_failed: int
+
+
+@dataclass(frozen=True, slots=True)
+class DayTotals:
+    """``DayProgress`` as columns: one row per device-day the checkpoint knows of, sorted by
+    (uuid, day). What ``status`` and ``report`` read: a fleet of millions of device-days costs
+    tens of bytes a day, where one ``DayProgress`` object each would cost hundreds.
+    """
+
+    uuids: list[str]
+    """Sorted; ``code`` indexes it."""
+    code: npt.NDArray[np.int32]
+    type_code: npt.NDArray[np.int8]
+    """Index into ``models.DEVICE_TYPES``."""
+    day: npt.NDArray[np.int32]
+    """``date.toordinal()`` of the UTC day."""
+    windows_finished: npt.NDArray[np.int32]
+    records: npt.NDArray[np.int64]
+    day_count: npt.NDArray[np.int64]
+    """The largest server count the day's finished windows were planned against; 0 if none."""
+    windows_failed: npt.NDArray[np.int32]
+
+    def __len__(self) -> int:
+        return len(self.day)
+
+    def progress(self) -> list[DayProgress]:
+        """These rows as ``DayProgress`` objects (for small archives and tests)."""
+        rows = zip(
+            self.code.tolist(),
+            self.type_code.tolist(),
+            self.day.tolist(),
+            self.windows_finished.tolist(),
+            self.records.tolist(),
+            self.day_count.tolist(),
+            self.windows_failed.tolist(),
+            strict=True,
+        )
+        return [
+            DayProgress(
+                self.uuids[code], DEVICE_TYPES[kind], dt.date.fromordinal(day), n, total, c, f
+            )
+            for code, kind, day, n, total, c, f in rows
+        ]
 
 
 @dataclass(frozen=True, slots=True)
@@ -198,40 +240,95 @@ def resolve(tables: Sequence[pa.Table]) -> tuple[FinishedColumns, dict[fmt.Ident
     return finished, failed
 
 
-def day_progress(
-    finished: FinishedColumns, failed: dict[fmt.Identity, FailedWindow]
-) -> list[DayProgress]:
-    failures = Counter((f.device_uuid, f.day) for f in failed.values())
-    failure_types = {(f.device_uuid, f.day): f.device_type for f in failed.values()}
-    progress: dict[tuple[str, dt.date], DayProgress] = {}
+def day_totals(finished: FinishedColumns, failed: dict[fmt.Identity, FailedWindow]) -> DayTotals:
+    """Per device-day: finished windows, their records, the newest day count, failures."""
+    parts: list[tuple[list[str], _DayRows]] = []
     if len(finished):
         starts = np.flatnonzero(np.diff(finished.keys, prepend=finished.keys[0] - 1))
-        counts = np.diff(np.append(starts, len(finished)))
-        records = np.add.reduceat(finished.records, starts)
-        day_counts = np.maximum.reduceat(finished.day_count, starts)
-        days = finished.start[starts] // fmt.DAY_MS
-        dates = {d: fmt.from_ms(d * fmt.DAY_MS).date() for d in np.unique(days).tolist()}
-        groups = zip(
-            finished.code[starts].tolist(),
-            finished.type_code[starts].tolist(),
-            days.tolist(),
-            counts.tolist(),
-            records.tolist(),
-            day_counts.tolist(),
-            strict=True,
-        )
-        for code, type_code, day, count, total, day_count in groups:
-            uuid, date = finished.uuids[code], dates[day]
-            progress[(uuid, date)] = DayProgress(
-                device_uuid=uuid,
-                device_type=DEVICE_TYPES[type_code],
-                day=date,
-                windows_finished=count,
-                records=total,
-                day_count=day_count,
-                windows_failed=failures.pop((uuid, date), 0),
+        parts.append(
+            (
+                finished.uuids,
+                _DayRows(
+                    code=finished.code[starts],
+                    type_code=finished.type_code[starts],
+                    epoch_day=finished.start[starts] // fmt.DAY_MS,
+                    windows_finished=np.diff(np.append(starts, len(finished))),
+                    records=np.add.reduceat(finished.records, starts),
+                    day_count=np.maximum.reduceat(finished.day_count, starts),
+                    windows_failed=np.zeros(len(starts), np.int64),
+                ),
             )
-    for (uuid, date), count in failures.items():
-        device_type = failure_types[(uuid, date)]
-        progress[(uuid, date)] = DayProgress(uuid, device_type, date, 0, 0, 0, count)
-    return [progress[key] for key in sorted(progress)]
+        )
+    if failed:
+        owners = sorted({f.device_uuid for f in failed.values()})
+        code_of = {uuid: i for i, uuid in enumerate(owners)}
+        values = list(failed.values())
+        n = len(values)
+        parts.append(
+            (
+                owners,
+                _DayRows(
+                    code=np.fromiter((code_of[f.device_uuid] for f in values), np.int64, n),
+                    type_code=np.fromiter(
+                        (DEVICE_TYPES.index(f.device_type) for f in values), np.int64, n
+                    ),
+                    epoch_day=np.fromiter((fmt.to_ms(f.start) for f in values), np.int64, n)
+                    // fmt.DAY_MS,
+                    windows_finished=np.zeros(n, np.int64),
+                    records=np.zeros(n, np.int64),
+                    day_count=np.zeros(n, np.int64),
+                    windows_failed=np.ones(n, np.int64),
+                ),
+            )
+        )
+    return merge_day_rows(parts)
+
+
+@dataclass(frozen=True, slots=True)
+class _DayRows:
+    """Per-day partial totals, one row per (code, epoch day) or more (they are summed)."""
+
+    code: fmt.IntArray
+    type_code: fmt.IntArray
+    epoch_day: fmt.IntArray
+    windows_finished: fmt.IntArray
+    records: fmt.IntArray
+    day_count: fmt.IntArray
+    windows_failed: fmt.IntArray
+
+
+def merge_day_rows(parts: Sequence[tuple[Sequence[str], _DayRows]]) -> DayTotals:
+    """Partial totals (each coded against its own uuid list) summed per device-day; the device
+    type of a day is that of its first row (the earlier part wins)."""
+    uuids = sorted({uuid for owners, _ in parts for uuid in owners})
+    rank = {uuid: i for i, uuid in enumerate(uuids)}
+    empty = np.zeros(0, np.int64)
+    columns: dict[str, list[fmt.IntArray]] = {name: [empty] for name in _DayRows.__slots__}
+    for owners, rows in parts:
+        remap = np.asarray([rank[uuid] for uuid in owners] or [0], np.int64)
+        for name in _DayRows.__slots__:
+            value = getattr(rows, name)
+            columns[name].append(remap[value] if name == "code" else np.asarray(value, np.int64))
+    joined = {name: np.concatenate(values) for name, values in columns.items()}
+    order = np.lexsort((joined["epoch_day"], joined["code"]))
+    code, day = joined["code"][order], joined["epoch_day"][order]
+    if len(order):
+        starts = np.flatnonzero((np.diff(code, prepend=-1) != 0) | (np.diff(day, prepend=-1) != 0))
+    else:
+        starts = np.zeros(0, np.int64)
+
+    def total(name: str) -> fmt.IntArray:
+        values = joined[name][order]
+        return np.add.reduceat(values, starts) if len(starts) else empty
+
+    day_count = joined["day_count"][order]
+    return DayTotals(
+        uuids=uuids,
+        code=code[starts].astype(np.int32),
+        type_code=joined["type_code"][order][starts].astype(np.int8),
+        day=(day[starts] + _EPOCH_ORDINAL).astype(np.int32),
+        windows_finished=total("windows_finished").astype(np.int32),
+        records=total("records"),
+        day_count=np.maximum.reduceat(day_count, starts) if len(starts) else empty,
+        windows_failed=total("windows_failed").astype(np.int32),
+    )
