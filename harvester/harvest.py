@@ -30,7 +30,7 @@ from harvester.api.client import ClientSettings
 from harvester.api.client import SensitClient as SensitClient
 from harvester.archive.availability import record_availability
 from harvester.archive.checkpoint.journal import CheckpointJournal
-from harvester.archive.integrity import damaged_days, trusting_only_intact
+from harvester.archive.integrity import damaged_days, trusting_only_intact, whole_days_only_intact
 from harvester.archive.layout import DEVICES_NAME, checkpoint_prefix, lock_key, run_key, state_key
 from harvester.archive.opening import open_storage
 from harvester.archive.schemas import SchemaRegistry
@@ -76,7 +76,13 @@ def make_plan(
     """
     lo, hi = local_days_to_utc(config.since, config.until, config.zone)
     damaged = damaged_days(
-        storage, availability, journal.finished_for, lo, hi, journal.finished_days
+        storage,
+        availability,
+        journal.finished_for,
+        lo,
+        hi,
+        journal.finished_days,
+        journal.whole_days_of,
     )
     return plan_windows(
         availability,
@@ -84,6 +90,7 @@ def make_plan(
         hi,
         trusting_only_intact(journal.finished_for, damaged),
         journal.finished_days,
+        whole_days_only_intact(journal.whole_days_of, damaged),
     )
 
 
@@ -94,7 +101,9 @@ def days_disagreeing(
     records do not add up to that count: what the server said it has but did not return (or
     returned twice). The next run fetches them again; this one must not report success."""
     lo, hi = local_days_to_utc(config.since, config.until, config.zone)
-    plan = plan_windows(availability, lo, hi, journal.finished_for, journal.finished_days)
+    plan = plan_windows(
+        availability, lo, hi, journal.finished_for, journal.finished_days, journal.whole_days_of
+    )
     return plan.days_disagreeing
 
 

@@ -172,6 +172,21 @@ class FailedWindow:
         return self.start.date()
 
 
+@dataclass(frozen=True, slots=True)
+class WholeSlotDays:
+    """One device's checkpointed days whose finished windows are whole grid slots sharing one
+    day count and sealed flag, as arrays (the checkpoint's compact form, for the planner)."""
+
+    days: npt.NDArray[np.int32]
+    """Proleptic Gregorian ordinals, ascending."""
+    mask: npt.NDArray[np.uint16]
+    """Bit ``i`` set: the window of slot ``i`` (``[2i h, 2i+2 h)`` UTC) is finished."""
+    day_count: npt.NDArray[np.int64]
+    sealed: npt.NDArray[np.bool_]
+    records: npt.NDArray[np.int64]
+    """The records of all the day's finished windows."""
+
+
 @overload
 def is_complete_day(stored: int, server_count: int, windows_failed: int) -> bool: ...
 @overload

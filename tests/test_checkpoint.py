@@ -536,8 +536,8 @@ def test_newer_snapshot_version_is_refused_without_modifying_anything(
 ) -> None:
     """A snapshot marked with another version: refused with a hint, nothing changed."""
     write_one_segment(storage, tmp_path, count=1)
-    table = fmt.SCHEMA.empty_table().replace_schema_metadata(
-        {b"harvester.checkpoint_version": b"2", b"harvester.checkpoint_generation": b"0"}
+    table = fmt.SNAPSHOT_SCHEMA.empty_table().replace_schema_metadata(
+        {b"harvester.checkpoint_version": b"3", b"harvester.checkpoint_generation": b"0"}
     )
     pq.write_table(table, tmp_path / CHECKPOINT_PREFIX / "snapshot.ckpt")
     before = checkpoint_files(tmp_path)
@@ -551,19 +551,19 @@ def test_newer_snapshot_version_is_refused_without_modifying_anything(
 
 UUIDS = ["dev-a", "dev-b"]
 IDENTITIES = st.tuples(
-    st.sampled_from(UUIDS), st.integers(0, 1), st.integers(0, 2), st.sampled_from([1, 2])
+    st.sampled_from(UUIDS), st.integers(0, 1), st.integers(0, 2), st.sampled_from([1, 2, 2])
 )
 Ident = tuple[str, int, int, int]
 
 
-def _finished_from(ident: Ident, records: int, sealed: bool) -> FinishedWindow:
+def _finished_from(ident: Ident, records: int, day_count: int, sealed: bool) -> FinishedWindow:
     uuid, day_offset, index, hours = ident
     return done(
         uuid,
         index,
         day_offset=day_offset,
         records=records,
-        day_count=records * 3,
+        day_count=day_count,
         sealed=sealed,
         hours=hours,
     )
@@ -578,10 +578,13 @@ def _failed_from(ident: Ident, attempts: int) -> FailedWindow:
 
 OPERATIONS = st.lists(
     st.one_of(
+        # Few day counts and mostly whole slots: days often become whole-slot days (one
+        # compact row), and later entries break them up again.
         st.builds(
-            lambda i, n, z: ("fin", _finished_from(i, n, z)),
+            lambda i, n, c, z: ("fin", _finished_from(i, n, c, z)),
             IDENTITIES,
             st.integers(0, 9),
+            st.sampled_from([10, 20]),
             st.booleans(),
         ),
         st.builds(lambda i, a: ("fail", _failed_from(i, a)), IDENTITIES, st.integers(1, 9)),
@@ -643,6 +646,25 @@ def assert_matches(journal: CheckpointJournal, model: Model) -> None:
         model.failed.values(), key=lambda f: (f.device_uuid, f.start, f.end)
     )
     assert journal.days() == model.days()
+    for uuid in UUIDS:
+        whole = journal.whole_days_of(uuid)
+        for ordinal, mask, count, sealed, records in zip(
+            whole.days.tolist(),
+            whole.mask.tolist(),
+            whole.day_count.tolist(),
+            whole.sealed.tolist(),
+            whole.records.tolist(),
+            strict=True,
+        ):
+            day = dt.date.fromordinal(ordinal)
+            windows = journal.finished_for(uuid, day)
+            assert [(w.start, w.end) for w in windows] == [
+                (slot(day.toordinal() - DAY.toordinal(), i), slot(0, i + 1) + (day - DAY))
+                for i in range(12)
+                if mask >> i & 1
+            ]
+            assert {(w.day_count, w.sealed) for w in windows} == {(count, sealed)}
+            assert sum(w.records for w in windows) == records
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -81,9 +81,10 @@ def test_snapshot_round_trip_keeps_rows_and_generation() -> None:
     fmt.write_snapshot(buffer, rows, generation=42)
     result = fmt.read_snapshot("k", buffer.getvalue())
     assert not isinstance(result, str)
-    table, generation = result
-    assert generation == 42
-    assert plain(table) == rows.to_pylist()
+    assert result.generation == 42
+    assert result.version == fmt.SNAPSHOT_VERSION
+    table = pa.concat_tables(result.batches())
+    assert plain(table) == fmt.with_day_columns(rows).to_pylist()
 
 
 def test_milliseconds_round_trip_including_before_1970() -> None:

@@ -3,17 +3,26 @@
 from __future__ import annotations
 
 import bisect
+import dataclasses
 import datetime as dt
 import itertools
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from zoneinfo import ZoneInfo
 
+import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from harvester.models import DayAvailability, Device, DeviceDays, FinishedWindow, WindowJob
+from harvester.models import (
+    DayAvailability,
+    Device,
+    DeviceDays,
+    FinishedWindow,
+    WholeSlotDays,
+    WindowJob,
+)
 from harvester.plan.planner import Plan, estimate_seconds, plan_windows
 from harvester.plan.windows import day_bounds, grid_slots, local_days_to_utc
 
@@ -70,6 +79,31 @@ class FakeCheckpoint:
 
     def finished_days(self, uuid: str) -> set[int]:
         return {day.toordinal() for (owner, day) in self.entries if owner == uuid}
+
+    def whole_days_of(self, uuid: str) -> WholeSlotDays:
+        """The days whose windows are whole grid slots sharing one count and sealed flag
+        (what ``CheckpointJournal.whole_days_of`` holds compactly), worked out plainly."""
+        rows = []
+        for (owner, day), windows in sorted(self.entries.items()):
+            grid = grid_slots(day)
+            slots = [
+                grid.index((w.start, w.end)) if (w.start, w.end) in grid else None
+                for w in windows.values()
+            ]
+            flags = {(w.day_count, w.sealed) for w in windows.values()}
+            if owner == uuid and windows and None not in slots and len(flags) == 1:
+                ((count, sealed),) = flags
+                mask = sum(1 << slot for slot in slots if slot is not None)
+                total = sum(w.records for w in windows.values())
+                rows.append((day.toordinal(), mask, count, sealed, total))
+        columns = list(zip(*rows, strict=True)) or [(), (), (), (), ()]
+        return WholeSlotDays(
+            np.array(columns[0], np.int32),
+            np.array(columns[1], np.uint16),
+            np.array(columns[2], np.int64),
+            np.array(columns[3], np.bool_),
+            np.array(columns[4], np.int64),
+        )
 
     def finish(self, job: WindowJob, records: int) -> None:
         window = FinishedWindow(
@@ -428,15 +462,18 @@ def test_repeated_runs_converge_on_exactly_the_servers_records(
     more=record_times(),
     rng=ranges(),
     done=st.lists(st.booleans(), min_size=1, max_size=60),
+    tamper=st.integers(0, 50),
 )
 def test_compact_availability_plans_exactly_what_the_day_objects_plan(
     first: list[dt.datetime],
     more: list[dt.datetime],
     rng: tuple[dt.datetime | None, dt.datetime | None],
     done: list[bool],
+    tamper: int,
 ) -> None:
     """Days held as ``DeviceDays`` arrays, counted without deciding the days the checkpoint
-    has nothing of, give the same totals and the same windows as deciding every day, whatever
+    has nothing of — and, given ``whole_days``, without deciding the whole-slot days that are
+    up to date — give the same totals and the same windows as deciding every day, whatever
     part of an earlier plan was fetched and whatever arrived since."""
     lo, hi = rng
     server, checkpoint = FakeServer(), FakeCheckpoint()
@@ -450,16 +487,45 @@ def test_compact_availability_plans_exactly_what_the_day_objects_plan(
     server.add(SPOD, [t for t in more if t not in old])
     objects = server.availability()
     compact = {device: DeviceDays.of(days) for device, days in objects.items()}
+    _assert_same_plans(objects, compact, lo, hi, checkpoint)
+    # Once everything is fetched most days are whole-slot days that are up to date; one of
+    # them is then made to disagree with the server (its records no longer add up).
+    fetch_all(plan_windows(objects, lo, hi, checkpoint.finished_for), server, checkpoint)
+    _assert_same_plans(objects, compact, lo, hi, checkpoint)
+    if checkpoint.entries:
+        key = sorted(checkpoint.entries)[tamper % len(checkpoint.entries)]
+        bounds, window = next(iter(checkpoint.entries[key].items()))
+        checkpoint.entries[key][bounds] = dataclasses.replace(window, records=window.records + 1)
+        _assert_same_plans(objects, compact, lo, hi, checkpoint)
+
+
+def _assert_same_plans(
+    objects: Mapping[Device, Sequence[DayAvailability]],
+    compact: Mapping[Device, Sequence[DayAvailability]],
+    lo: dt.datetime | None,
+    hi: dt.datetime | None,
+    checkpoint: FakeCheckpoint,
+) -> None:
     by_objects = plan_windows(objects, lo, hi, checkpoint.finished_for)
     by_arrays = plan_windows(
         compact, lo, hi, checkpoint.finished_for, finished_days=checkpoint.finished_days
     )
+    by_whole_days = plan_windows(
+        compact,
+        lo,
+        hi,
+        checkpoint.finished_for,
+        finished_days=checkpoint.finished_days,
+        whole_days=checkpoint.whole_days_of,
+    )
     totals = ("devices", "days", "windows_total", "windows_reused", "days_up_to_date")
-    assert [getattr(by_arrays, name) for name in totals] == [
-        getattr(by_objects, name) for name in totals
-    ]
-    assert list(by_arrays.jobs()) == list(by_objects.jobs())
-    assert by_arrays.windows_to_fetch == len(list(by_arrays.jobs()))
+    totals += ("days_disagreeing",)
+    for plan in (by_arrays, by_whole_days):
+        assert [getattr(plan, name) for name in totals] == [
+            getattr(by_objects, name) for name in totals
+        ]
+        assert list(plan.jobs()) == list(by_objects.jobs())
+        assert plan.windows_to_fetch == len(list(plan.jobs()))
 
 
 @pytest.mark.parametrize(
@@ -495,3 +561,32 @@ def test_late_data_in_a_day_the_device_has_moved_past_is_found_in_one_run() -> N
     server.add(SPOD, [at(5, 0) + dt.timedelta(seconds=30)])
     plan = plan_windows(server.availability(), None, None, checkpoint.finished_for)
     assert [span for span in spans(list(plan.jobs())) if span[0].date() == DAY] == grid_slots(DAY)
+
+
+@pytest.mark.parametrize(
+    ("hi", "missing_slot"),
+    [(None, 5), (BASE + dt.timedelta(days=1, hours=20), 5), (None, None)],
+)
+def test_whole_slot_days_missing_a_slot_are_fetched_when_decided_from_arrays(
+    hi: dt.datetime | None, missing_slot: int | None
+) -> None:
+    """A whole-slot day lacking one slot (the range ends inside the day or not) gets exactly
+    that slot planned, as deciding it day by day does; a day lacking none is up to date."""
+    server, checkpoint = FakeServer(), FakeCheckpoint()
+    server.add(SPOD, every_minute(BASE, BASE + dt.timedelta(days=3), step_s=600))
+    objects = server.availability()
+    compact = {device: DeviceDays.of(days) for device, days in objects.items()}
+    fetch_all(plan_windows(objects, None, hi, checkpoint.finished_for), server, checkpoint)
+    if missing_slot is not None:
+        day = (BASE + dt.timedelta(days=1)).date()
+        del checkpoint.entries[(SPOD.uuid, day)][grid_slots(day)[missing_slot]]
+    _assert_same_plans(objects, compact, None, hi, checkpoint)
+    plan = plan_windows(
+        compact,
+        None,
+        hi,
+        checkpoint.finished_for,
+        finished_days=checkpoint.finished_days,
+        whole_days=checkpoint.whole_days_of,
+    )
+    assert len(list(plan.jobs())) == (missing_slot is not None)

@@ -35,7 +35,7 @@ from harvester.archive.layout import DAY, Period, partition_file_key, period_of
 from harvester.archive.settings import archive_partition
 from harvester.archive.storage import Storage
 from harvester.errors import StorageError
-from harvester.models import DayAvailability, Device, DeviceDays, FinishedWindow
+from harvester.models import DayAvailability, Device, DeviceDays, FinishedWindow, WholeSlotDays
 from harvester.plan.windows import day_overlaps
 
 log = structlog.get_logger(__name__)
@@ -46,6 +46,7 @@ _SLOT_S: Final = 2 * 3600
 FinishedLookup = Callable[[str, dt.date], Sequence[FinishedWindow]]
 #: A device's day ordinals with finished windows (``CheckpointJournal.finished_days``).
 FinishedDays = Callable[[str], Collection[int]]
+WholeDays = Callable[[str], WholeSlotDays]
 DayKey = tuple[str, dt.date]
 
 
@@ -83,13 +84,15 @@ def damaged_days(
     lo: dt.datetime | None,
     hi: dt.datetime | None,
     finished_days: FinishedDays | None = None,
+    whole_days: WholeDays | None = None,
 ) -> set[DayKey]:
     """The in-range device-days whose checkpointed records have no readable file, or (month
     files) a file that holds fewer rows than the checkpoint vouches for (warned).
 
     With ``finished_days`` (the journal's days with finished windows) only the periods holding
     such a day are looked at: a fleet's million available days cost nothing when the
-    checkpoint holds few of them.
+    checkpoint holds few of them. With ``whole_days`` the rows vouched for on a whole-slot day
+    are read from its arrays, without making its windows.
     """
     started = time.perf_counter()
     partition = archive_partition(storage)
@@ -102,11 +105,20 @@ def damaged_days(
     checked = 0
     for device, days in availability.items():
         periods = _periods(days, partition, finished_days and finished_days(device.uuid))
+        whole: dict[int, int] = {}
+        if whole_days is not None and periods:
+            held = whole_days(device.uuid)
+            whole = dict(zip(held.days.tolist(), held.records.tolist(), strict=True))
         for period, members in periods.items():
             in_range = [day for day in members if day_overlaps(day, lo, hi)]
             if not in_range:
                 continue
-            vouched = {day: _vouched_rows(finished_for(device.uuid, day)) for day in members}
+            vouched = {
+                day: whole[ordinal]
+                if (ordinal := day.toordinal()) in whole
+                else _vouched_rows(finished_for(device.uuid, day))
+                for day in members
+            }
             if not any(vouched.values()):
                 continue
             checked += 1
@@ -163,6 +175,26 @@ def _rows_problem(storage: Storage, key: str, vouched: int) -> str | None:
     if rows < vouched:
         return f"holds {rows} rows, fewer than the {vouched} the checkpoint vouches for"
     return None
+
+
+def whole_days_only_intact(whole_days: WholeDays, damaged: set[DayKey]) -> WholeDays:
+    """``whole_days`` without the ``damaged`` days."""
+    if not damaged:
+        return whole_days
+
+    def lookup(uuid: str) -> WholeSlotDays:
+        held = whole_days(uuid)
+        bad = [day.toordinal() for owner, day in damaged if owner == uuid]
+        keep = ~np.isin(held.days, bad)
+        return WholeSlotDays(
+            held.days[keep],
+            held.mask[keep],
+            held.day_count[keep],
+            held.sealed[keep],
+            held.records[keep],
+        )
+
+    return lookup
 
 
 def trusting_only_intact(finished_for: FinishedLookup, damaged: set[DayKey]) -> FinishedLookup:

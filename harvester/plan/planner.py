@@ -28,7 +28,15 @@ from typing import Final
 import numpy as np
 import numpy.typing as npt
 
-from harvester.models import WINDOW, DayAvailability, Device, DeviceDays, FinishedWindow, WindowJob
+from harvester.models import (
+    WINDOW,
+    DayAvailability,
+    Device,
+    DeviceDays,
+    FinishedWindow,
+    WholeSlotDays,
+    WindowJob,
+)
 from harvester.plan.windows import clip_windows, day_bounds, day_overlaps
 
 Piece = tuple[dt.datetime, dt.datetime]
@@ -36,12 +44,16 @@ FinishedLookup = Callable[[str, dt.date], Sequence[FinishedWindow]]
 #: The day ordinals (``date.toordinal``) of a device that the checkpoint has finished
 #: windows of; a superset is fine (those days are decided one by one).
 FinishedDays = Callable[[str], Collection[int]]
+#: A device's whole-slot days (``CheckpointJournal.whole_days_of``): days the checkpoint holds
+#: as whole grid slots sharing one count, which the planner can decide all at once.
+WholeDays = Callable[[str], WholeSlotDays]
 
 _EPOCH: Final = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 _EPOCH_ORDINAL: Final = _EPOCH.date().toordinal()
 _MS: Final = dt.timedelta(milliseconds=1)
 _DAY_MS: Final = 86_400_000
 _WINDOW_MS: Final = WINDOW // _MS
+_SLOTS: Final = 12
 
 
 @dataclass(frozen=True)
@@ -58,6 +70,7 @@ class Plan:
     hi: dt.datetime | None
     finished_for: FinishedLookup = field(repr=False)
     finished_days: FinishedDays | None = field(repr=False)
+    whole_days: WholeDays | None = field(default=None, repr=False)
     devices: int = 0
     """Devices considered (given to the planner, with or without data in range)."""
     days: int = 0
@@ -84,7 +97,10 @@ class Plan:
             with_finished = self._with_finished(device)
             ordered = _by_day(available)
             reported_until = _reported_until(ordered)
-            for day_info in ordered:
+            settled = _settled_days(ordered, self.whole_days, device, self.lo, self.hi)
+            for index, day_info in enumerate(ordered):
+                if settled is not None and settled.up_to_date[index]:
+                    continue
                 if not day_overlaps(day_info.day, self.lo, self.hi):
                     continue
                 finished: Sequence[FinishedWindow] = ()
@@ -173,24 +189,36 @@ def plan_windows(
     hi: dt.datetime | None,
     finished_for: FinishedLookup,
     finished_days: FinishedDays | None = None,
+    whole_days: WholeDays | None = None,
 ) -> Plan:
     """Plan the windows to fetch for ``availability`` (UTC days, per device) inside ``[lo, hi)``.
 
     ``lo``/``hi`` come from ``windows.local_days_to_utc`` (``None`` = open end);
     ``finished_for(uuid, day)`` returns the checkpoint's finished windows of that UTC day, and
     ``finished_days(uuid)``, when given, the day ordinals that have any: the other days are
-    counted from the availability's arrays alone. Each device's days must be sorted.
+    counted from the availability's arrays alone. ``whole_days(uuid)``, when given with
+    ``finished_days``, names the days held as whole grid slots: those whose slots hold the
+    server's count are counted as up to date from arrays too (``_settled_days``). Each
+    device's days must be sorted.
     """
     days = windows_total = windows_reused = days_up_to_date = days_disagreeing = 0
     for device, available in availability.items():
         ordered = _by_day(available)
         if isinstance(ordered, DeviceDays) and finished_days is not None:
-            # Days the checkpoint holds nothing of are counted from the arrays; the others
-            # are decided one by one below.
+            # Days the checkpoint holds nothing of, and whole-slot days that are up to date,
+            # are counted from arrays; the others are decided one by one below.
             decided = np.isin(ordered.days, np.fromiter(finished_days(device.uuid), np.int32))
             fresh = np.where(decided, 0, _fresh_windows(ordered, lo, hi))
             days += int(np.count_nonzero(fresh))
             windows_total += int(fresh.sum())
+            settled = _settled_days(ordered, whole_days, device, lo, hi)
+            if settled is not None:
+                done = settled.up_to_date
+                days += int(np.count_nonzero(done))
+                days_up_to_date += int(np.count_nonzero(done))
+                windows_total += int(settled.pieces[done].sum())
+                windows_reused += int(settled.pieces[done].sum())
+                decided &= ~done
             to_decide: Iterable[DayAvailability] = (ordered[int(i)] for i in decided.nonzero()[0])
         else:
             to_decide = ordered
@@ -212,6 +240,7 @@ def plan_windows(
         hi=hi,
         finished_for=finished_for,
         finished_days=finished_days,
+        whole_days=whole_days,
         devices=len(availability),
         days=days,
         windows_total=windows_total,
@@ -241,6 +270,55 @@ def _reported_until(
         return day_bounds(day_info.day)[1]
 
     return until
+
+
+@dataclass(frozen=True)
+class _Settled:
+    """Per available day of a device: is it a whole-slot day ``_decide_day`` would find up to
+    date, and how many pieces it has."""
+
+    up_to_date: npt.NDArray[np.bool_]
+    pieces: npt.NDArray[np.int64]
+
+
+def _settled_days(
+    available: Sequence[DayAvailability],
+    whole_days: WholeDays | None,
+    device: Device,
+    lo: dt.datetime | None,
+    hi: dt.datetime | None,
+) -> _Settled | None:
+    """The whole-slot days that need no fetch, decided from arrays as ``_decide_day`` would:
+    every piece lies in a held slot planned against today's count, and when the pieces hold
+    the whole day, the held slots are exactly the pieces and their records add up to the
+    count. Anything else (a count that moved, a slot missing, a partial sum to check) is left
+    to ``_decide_day``."""
+    if whole_days is None or not isinstance(available, DeviceDays):
+        return None
+    whole = whole_days(device.uuid)
+    nothing = np.zeros(len(available), np.bool_)
+    if len(whole.days) == 0:
+        return _Settled(nothing, np.zeros(len(available), np.int64))
+    at = np.minimum(np.searchsorted(whole.days, available.days), len(whole.days) - 1)
+    held = whole.days[at] == available.days
+    day_start = (available.days.astype(np.int64) - _EPOCH_ORDINAL) * _DAY_MS
+    slot_start = day_start[:, None] + np.arange(_SLOTS, dtype=np.int64) * _WINDOW_MS
+    slot_end = slot_start + _WINDOW_MS
+    piece_start = slot_start if lo is None else np.maximum(slot_start, _ms(lo))
+    piece_end = slot_end if hi is None else np.minimum(slot_end, _ms(hi))
+    is_piece = (piece_start < piece_end) & (piece_start <= available.last_ms[:, None])
+    pieces = (is_piece.astype(np.int64) << np.arange(_SLOTS, dtype=np.int64)).sum(axis=1)
+    mask = np.where(held, whole.mask[at].astype(np.int64), 0)
+    count = available.counts
+    covered = held & (pieces != 0) & ((pieces & ~mask) == 0)
+    same_count = held & (whole.day_count[at] == count)
+    holds_whole_day = is_piece[:, 0].copy()
+    if lo is not None:
+        holds_whole_day &= _ms(lo) <= day_start
+    if hi is not None:
+        holds_whole_day &= _ms(hi) > available.last_ms
+    adds_up = ~holds_whole_day | ((pieces == mask) & (whole.records[at] == count))
+    return _Settled(covered & same_count & adds_up, np.bitwise_count(pieces).astype(np.int64))
 
 
 def _fresh_windows(

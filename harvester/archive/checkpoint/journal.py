@@ -33,22 +33,18 @@ import datetime as dt
 import re
 import threading
 import time
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass
 from typing import BinaryIO, Final
 
+import numpy as np
 import pyarrow as pa
 import structlog
 
 from harvester import crashpoints
 from harvester.archive.checkpoint import format as fmt
-from harvester.archive.checkpoint.state import (
-    DayProgress,
-    DayTotals,
-    FinishedColumns,
-    day_totals,
-    resolve,
-)
+from harvester.archive.checkpoint.state import FinishedState, day_totals, from_rows
+from harvester.archive.checkpoint.totals import DayProgress, DayTotals
 from harvester.archive.layout import (
     CHECKPOINT_PREFIX,
     CORRUPT_MARK,
@@ -59,11 +55,13 @@ from harvester.archive.layout import (
 )
 from harvester.archive.storage import Storage
 from harvester.errors import StorageError
-from harvester.models import FailedWindow, FinishedWindow
+from harvester.models import FailedWindow, FinishedWindow, WholeSlotDays
 
-__all__ = ["CHECKPOINT_VERSION", "CheckpointJournal", "DayProgress", "DayTotals"]
+__all__ = ["CheckpointJournal", "DayProgress", "DayTotals"]
 
-CHECKPOINT_VERSION: Final = fmt.CHECKPOINT_VERSION
+#: Windows recorded since the last fold are held as objects (~400 bytes each); past this many
+#: a flush folds them into the compact state.
+SETTLE_AFTER_WINDOWS: Final = 50_000
 
 _UNSAFE_IN_NAME = re.compile(r"[^A-Za-z0-9_.-]")
 
@@ -74,7 +72,7 @@ log = structlog.get_logger(__name__)
 class _Loaded:
     """What ``open`` found, decided before anything is modified."""
 
-    finished: FinishedColumns
+    finished: FinishedState
     failed: dict[fmt.Identity, FailedWindow]
     generation: int
     warnings: list[str]
@@ -103,45 +101,71 @@ def _load(storage: Storage, prefix: str) -> _Loaded:
             segments.append((*segment, key))
         elif CORRUPT_MARK not in name:
             warnings.append(f"unexpected file {key} in the checkpoint folder, left alone")
-    tables: list[pa.Table] = []
     set_aside: list[tuple[str, bytes]] = []
     snapshot_generation = -1
+    state = FinishedState.empty()
+    failed: dict[fmt.Identity, FailedWindow] = {}
+    outdated = False
     if has_snapshot:
         blob = storage.read_bytes(snapshot_key)
+        problem: str | None = None
         snapshot = fmt.read_snapshot(snapshot_key, blob)
         if isinstance(snapshot, str):
+            problem = snapshot
+        else:
+            try:
+                for table in snapshot.batches():
+                    state = _fold(state, failed, table)
+            except fmt.UntrustedSnapshot as exc:
+                problem = str(exc)
+                state, failed = FinishedState.empty(), {}
+            else:
+                snapshot_generation = snapshot.generation
+                outdated = snapshot.version != fmt.SNAPSHOT_VERSION
+        if problem is not None:
             warnings.append(
-                f"checkpoint snapshot {snapshot_key} cannot be trusted ({snapshot}): its windows "
+                f"checkpoint snapshot {snapshot_key} cannot be trusted ({problem}): its windows "
                 "will be fetched again; the file is kept aside"
             )
             set_aside.append((snapshot_key, blob))
-        else:
-            tables.append(snapshot[0])
-            snapshot_generation = snapshot[1]
     segments.sort()
     stale = [key for generation, _, _, key in segments if generation <= snapshot_generation]
     live = [(gen, key) for gen, _, _, key in segments if gen > snapshot_generation]
     blobs = [(key, _read_segment(storage, key)) for _, key in live]
     decoded = fmt.decode_segments([(key, blob) for key, blob in blobs if blob is not None])
-    tables.append(decoded.rows)
-    for key, kept, problem in decoded.damaged:
+    state = _fold(state, failed, decoded.rows)
+    for key, kept, problem_text in decoded.damaged:
         warnings.append(
-            f"checkpoint segment {key} is damaged ({problem}): "
+            f"checkpoint segment {key} is damaged ({problem_text}): "
             f"kept the {kept} records before the damage"
         )
         set_aside.append((key, dict(blobs)[key] or b""))
-    finished, failed = resolve(tables)
     generation = max([snapshot_generation, 0, *(gen for gen, _ in live)])
     return _Loaded(
-        finished=finished,
+        finished=state,
         failed=failed,
         generation=generation,
         warnings=warnings,
         absorbed=[key for _, key in live] + stale,
         leftovers=leftovers,
         set_aside=set_aside,
-        needs_snapshot=bool(live) or any(key == snapshot_key for key, _ in set_aside),
+        needs_snapshot=bool(live) or outdated or any(key == snapshot_key for key, _ in set_aside),
     )
+
+
+def _fold(
+    state: FinishedState, failed: dict[fmt.Identity, FailedWindow], table: pa.Table
+) -> FinishedState:
+    """``state`` with the entries of ``table`` (later wins); ``failed`` is updated in place:
+    a failure stays until a later finished entry of its window clears it."""
+    if table.num_rows == 0:
+        return state
+    batch, batch_failed = from_rows(table)
+    cleared = [i for i in failed if i not in batch_failed and batch.holds(*i)]
+    for ident in cleared:
+        del failed[ident]
+    failed.update(batch_failed)
+    return state.absorb(batch)
 
 
 def _read_segment(storage: Storage, key: str) -> bytes | None:
@@ -184,6 +208,7 @@ class CheckpointJournal:
         self._days: DayTotals | None = None
         self._state_lock = threading.Lock()
         self._flush_lock = threading.Lock()
+        self._settle_lock = threading.Lock()
 
     @classmethod
     def open(
@@ -226,15 +251,14 @@ class CheckpointJournal:
         harvested again with another ``--shard`` N) counts once, the last prefix winning.
         """
         loads = [_load(storage, prefix) for prefix in prefixes]
-        tables = [
-            table
-            for loaded in loads
-            for table in (
-                loaded.finished.rows(),
-                fmt.table_from_entries(list(loaded.failed.values())),
-            )
-        ]
-        finished, failed = resolve(tables)
+        finished = FinishedState.empty()
+        failed: dict[fmt.Identity, FailedWindow] = {}
+        for loaded in loads:
+            # Each journal's failures are current, so they follow its finished windows.
+            for table in loaded.finished.row_batches():
+                finished = _fold(finished, failed, table)
+            failures = fmt.table_from_entries(list(loaded.failed.values()))
+            finished = _fold(finished, failed, failures)
         merged = _Loaded(
             finished=finished,
             failed=failed,
@@ -258,23 +282,44 @@ class CheckpointJournal:
             self._storage.delete(key)
 
     def _write_snapshot(self, generation: int) -> None:
+        self._settle()
         with self._state_lock:
-            self._settle()
-            rows = pa.concat_tables(
-                [self._finished.rows(), fmt.table_from_entries(list(self._failed.values()))]
-            )
+            finished, failures = self._finished, list(self._failed.values())
+
+        def rows() -> Iterator[pa.Table]:
+            yield from finished.row_batches()
+            yield fmt.table_from_entries(failures)
+
         self._storage.write_file(
             f"{self._prefix}/{SNAPSHOT_NAME}",
-            lambda handle: fmt.write_snapshot(handle, rows, generation),
+            lambda handle: fmt.write_snapshot(handle, rows(), generation),
         )
 
     def _settle(self) -> None:
-        """Fold the windows recorded since the last fold into the columnar state."""
-        if self._recent:
-            recent = fmt.table_from_entries(list(self._recent.values()))
-            self._finished, _ = resolve([self._finished.rows(), recent])
-            self._recent.clear()
-            self._recent_by_day.clear()
+        """Fold the windows recorded since the last fold into the compact state.
+
+        The fold runs without the state lock (a run's ``record`` never waits for it); windows
+        recorded meanwhile stay in ``_recent`` for the next fold.
+        """
+        with self._settle_lock:
+            with self._state_lock:
+                if not self._recent:
+                    return
+                batch, base = list(self._recent.values()), self._finished
+            newer, _ = from_rows(fmt.table_from_entries(batch))
+            folded = base.absorb(newer)
+            with self._state_lock:
+                self._finished = folded
+                for window in batch:
+                    ident = fmt.identity(window)
+                    if self._recent.get(ident) is window:
+                        del self._recent[ident]
+                        day = (window.device_uuid, window.day)
+                        by_day = self._recent_by_day[day]
+                        del by_day[ident]
+                        if not by_day:
+                            del self._recent_by_day[day]
+                self._days = None
 
     # ------------------------------------------------------------ queries
 
@@ -295,6 +340,22 @@ class CheckpointJournal:
             recent = {day.toordinal() for owner, day in self._recent_by_day if owner == uuid}
         return set(stored.tolist()) | recent if recent else stored.tolist()
 
+    def whole_days_of(self, uuid: str) -> WholeSlotDays:
+        """One device's whole-slot days (see ``slots``), but none with windows recorded since
+        the last fold: those are only answered by ``finished_for``."""
+        with self._state_lock:
+            whole = self._finished.whole_days_of(uuid)
+            recent = [day.toordinal() for owner, day in self._recent_by_day if owner == uuid]
+        if not recent:
+            return whole
+        keep = ~np.isin(whole.days, recent)
+        return WholeSlotDays(
+            *(
+                getattr(whole, name)[keep]
+                for name in ("days", "mask", "day_count", "sealed", "records")
+            )
+        )
+
     def failed(self) -> Sequence[FailedWindow]:
         """Windows whose last attempt failed and that have not finished since."""
         with self._state_lock:
@@ -302,9 +363,9 @@ class CheckpointJournal:
 
     def day_totals(self) -> DayTotals:
         """Per device and UTC day (sorted): finished windows, records, day count, failures."""
+        self._settle()
         with self._state_lock:
             if self._days is None:
-                self._settle()
                 self._days = day_totals(self._finished, self._failed)
             return self._days
 
@@ -353,6 +414,8 @@ class CheckpointJournal:
             self._written.append(key)
             if len(self._written) >= self._compact_after_segments:
                 self._compact()
+            elif len(self._recent) >= SETTLE_AFTER_WINDOWS:
+                self._settle()
 
     def _compact(self) -> None:
         self._write_snapshot(self._generation)

@@ -1,166 +1,313 @@
-"""The checkpoint's state in memory: columnar, so a million windows load in well under a second.
+"""The checkpoint's finished windows in memory: whole-slot days plus the windows left over.
 
-``resolve`` folds entry rows (snapshot, then segments, in order) into one row per identity with
-vectorised sorting; per-row Python objects are made only for what a caller asks for.
+``FinishedState`` holds most days as ``SlotDays`` rows (see ``slots``) and the rest as window
+columns; a device-day is in one or the other, never both. ``absorb`` folds newer entries in
+(later wins per identity): only the days they touch are expanded, merged and compacted again,
+so a run's flushes and a snapshot's batches cost what they bring plus one pass over the day
+index, never a rebuild of millions of windows. ``resolve`` folds entry rows (segments) into
+one row per identity with vectorised sorting; per-row Python objects are made only for what a
+caller asks for.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
-import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from harvester.archive.checkpoint import format as fmt
-from harvester.models import DEVICE_TYPES, DeviceType, FailedWindow, FinishedWindow
+from harvester.archive.checkpoint.slots import (
+    WINDOW_COLUMNS,
+    BoolArray,
+    IntArray,
+    SlotDays,
+    Windows,
+    day_key,
+    group_key,
+    key_code,
+    key_day,
+    split_whole_days,
+)
+from harvester.archive.checkpoint.totals import DayProgress, DayRows, DayTotals, totals_per_device
+from harvester.models import DEVICE_TYPES, FailedWindow, FinishedWindow, WholeSlotDays
 
-_BoolArray = npt.NDArray[np.bool_]
+__all__ = ["DayProgress", "DayTotals", "FinishedState", "day_totals", "from_rows", "resolve"]
+
 _EPOCH_ORDINAL = dt.date(1970, 1, 1).toordinal()
 
 
-@dataclass(frozen=True, slots=True)
-class DayProgress:
-    """What the checkpoint knows about one device's UTC day.
-
-    ``day_count`` is the largest server count its finished windows were planned against (a
-    day's count only grows, so that is the newest); 0 when none finished.
-    """
-
-    device_uuid: str
-    device_type: DeviceType
-    day: dt.date
-    windows_finished: int
-    records: int
-    day_count: int
-    windows_failed: int
-
-
-@dataclass(frozen=True, slots=True)
-class DayTotals:
-    """``DayProgress`` as columns: one row per device-day the checkpoint knows of, sorted by
-    (uuid, day). What ``status`` and ``report`` read: a fleet of millions of device-days costs
-    tens of bytes a day, where one ``DayProgress`` object each would cost hundreds.
-    """
-
-    uuids: list[str]
-    """Sorted; ``code`` indexes it."""
-    code: npt.NDArray[np.int32]
-    type_code: npt.NDArray[np.int8]
-    """Index into ``models.DEVICE_TYPES``."""
-    day: npt.NDArray[np.int32]
-    """``date.toordinal()`` of the UTC day."""
-    windows_finished: npt.NDArray[np.int32]
-    records: npt.NDArray[np.int64]
-    day_count: npt.NDArray[np.int64]
-    """The largest server count the day's finished windows were planned against; 0 if none."""
-    windows_failed: npt.NDArray[np.int32]
-
-    def __len__(self) -> int:
-        return len(self.day)
-
-    def progress(self) -> list[DayProgress]:
-        """These rows as ``DayProgress`` objects (for small archives and tests)."""
-        rows = zip(
-            self.code.tolist(),
-            self.type_code.tolist(),
-            self.day.tolist(),
-            self.windows_finished.tolist(),
-            self.records.tolist(),
-            self.day_count.tolist(),
-            self.windows_failed.tolist(),
-            strict=True,
-        )
-        return [
-            DayProgress(
-                self.uuids[code], DEVICE_TYPES[kind], dt.date.fromordinal(day), n, total, c, f
-            )
-            for code, kind, day, n, total, c, f in rows
-        ]
-
-
-@dataclass(frozen=True, slots=True)
-class FinishedColumns:
-    """Finished windows, one row per identity, sorted by (uuid code, start, end).
-
-    ``keys`` packs (uuid code, UTC day) into one non-decreasing int64, so a device-day's
-    windows are the slice ``searchsorted(keys, k)`` — no per-row Python object until asked.
-    """
+@dataclass(frozen=True)
+class FinishedState:
+    """Finished windows, one per identity; codes index ``uuids`` (see the module docstring)."""
 
     uuids: list[str]
     code_of: dict[str, int]
-    code: fmt.IntArray
-    type_code: fmt.IntArray
-    start: fmt.IntArray
-    end: fmt.IntArray
-    records: fmt.IntArray
-    day_count: fmt.IntArray
-    sealed: _BoolArray
-    keys: fmt.IntArray
+    days: dict[int, SlotDays]
+    """Whole-slot days per device (uuid code): a fold copies only the devices it touches."""
+    loose: Windows
+    """Windows of the days that are not whole-slot days, sorted by (code, start, end)."""
+
+    @staticmethod
+    def empty() -> FinishedState:
+        return FinishedState([], {}, {}, _no_windows())
 
     def __len__(self) -> int:
-        return len(self.start)
+        return sum(part.windows for part in self.days.values()) + len(self.loose)
 
-    def days_of(self, uuid: str) -> fmt.IntArray:
-        """The UTC days (``date.toordinal``) one device has finished windows of, ascending."""
-        code = self.code_of.get(uuid)
-        if code is None:
-            return np.zeros(0, np.int64)
-        lo = int(self.keys.searchsorted(_group_key(np.int64(code), np.int64(-fmt.DAY_BIAS))))
-        hi = int(self.keys.searchsorted(_group_key(np.int64(code + 1), np.int64(-fmt.DAY_BIAS))))
-        epoch_days = (np.unique(self.keys[lo:hi]) & 0xFFFFFFFF) - fmt.DAY_BIAS
-        return epoch_days + _EPOCH_ORDINAL
+    # ------------------------------------------------------------------ queries
 
     def windows_of(self, uuid: str, day: dt.date) -> list[FinishedWindow]:
         """The finished windows of one device's UTC day, by (start, end)."""
         code = self.code_of.get(uuid)
         if code is None:
             return []
-        key = _group_key(np.int64(code), np.int64(fmt.day_ordinal(day)))
-        lo = int(self.keys.searchsorted(key, "left"))
-        hi = int(self.keys.searchsorted(key, "right"))
-        columns = (self.type_code, self.start, self.end, self.records, self.day_count, self.sealed)
-        rows = zip(*(column[lo:hi].tolist() for column in columns), strict=True)
+        key = day_key(code, fmt.day_ordinal(day))
+        whole = self.days.get(code)
+        row = whole.find(key) if whole is not None else -1
+        if whole is not None and row >= 0:
+            found = whole.expand(np.array([row], np.int64))
+        else:
+            found = self.loose.take(self._loose_rows(key))
+        columns = (found.type_code, found.start, found.end, found.records)
+        rows = zip(*(c.tolist() for c in (*columns, found.day_count, found.sealed)), strict=True)
         return [
-            FinishedWindow(
-                uuid, DEVICE_TYPES[kind], fmt.from_ms(start), fmt.from_ms(end), n, count, sealed
-            )
-            for kind, start, end, n, count, sealed in rows
+            FinishedWindow(uuid, DEVICE_TYPES[k], fmt.from_ms(s), fmt.from_ms(e), n, c, z)
+            for k, s, e, n, c, z in rows
         ]
 
-    def rows(self) -> pa.Table:
-        """These windows as ``SCHEMA`` rows (kind "fin")."""
-        n = len(self)
+    def _loose_rows(self, key: int) -> IntArray:
+        keys = self.loose.keys
+        return np.arange(keys.searchsorted(key, "left"), keys.searchsorted(key, "right"))
 
-        def decode(codes: fmt.IntArray, values: Sequence[str]) -> pa.Array:
-            indices = pa.array(codes.astype(np.int32))
-            dictionary = pa.array(values, pa.string())
-            return pa.DictionaryArray.from_arrays(indices, dictionary).cast(pa.string())
+    def days_of(self, uuid: str) -> IntArray:
+        """The UTC days (``date.toordinal``) one device has finished windows of, ascending."""
+        code = self.code_of.get(uuid)
+        if code is None:
+            return np.zeros(0, np.int64)
+        whole = self.days.get(code, SlotDays.empty())
+        loose = self.loose.start[self.loose.code == code] // fmt.DAY_MS
+        days: IntArray = np.union1d(key_day(whole.keys), loose) + _EPOCH_ORDINAL
+        return days
 
+    def whole_days_of(self, uuid: str) -> WholeSlotDays:
+        """One device's whole-slot days, for the planner to decide them all at once."""
+        code = self.code_of.get(uuid)
+        part = self.days.get(code, SlotDays.empty()) if code is not None else SlotDays.empty()
+        return WholeSlotDays(
+            days=(key_day(part.keys) + _EPOCH_ORDINAL).astype(np.int32),
+            mask=part.mask,
+            day_count=part.day_count,
+            sealed=part.sealed,
+            records=part.records,
+        )
+
+    def holds(self, uuid: str, start_ms: int, end_ms: int) -> bool:
+        """Is the window ``(uuid, start, end)`` finished here."""
+        code = self.code_of.get(uuid)
+        if code is None:
+            return False
+        key = day_key(code, start_ms // fmt.DAY_MS)
+        whole = self.days.get(code)
+        row = whole.find(key) if whole is not None else -1
+        if whole is not None and row >= 0:
+            slot, offset = divmod(start_ms % fmt.DAY_MS, fmt.SLOT_MS)
+            exact = offset == 0 and end_ms - start_ms == fmt.SLOT_MS
+            return exact and bool((int(whole.mask[row]) >> slot) & 1)
+        span = self._loose_rows(key)
+        same = (self.loose.start[span] == start_ms) & (self.loose.end[span] == end_ms)
+        return bool(same.any())
+
+    def loose_day_rows(self) -> dict[str, DayRows]:
+        """Per device uuid, partial totals per day of the windows outside whole-slot days."""
+        loose = self.loose
+        if not len(loose):
+            return {}
+        keys = loose.keys
+        starts = np.flatnonzero(np.diff(keys, prepend=keys[0] - 1))
+        grouped = DayRows(
+            code=loose.code[starts],
+            type_code=loose.type_code[starts],
+            epoch_day=loose.start[starts] // fmt.DAY_MS,
+            windows_finished=np.diff(np.append(starts, len(loose))),
+            records=np.add.reduceat(loose.records, starts),
+            day_count=np.maximum.reduceat(loose.day_count, starts),
+            windows_failed=np.zeros(len(starts), np.int64),
+        )
+        by_uuid = {}
+        for code in np.unique(grouped.code).tolist():
+            at = np.flatnonzero(grouped.code == code)
+            by_uuid[self.uuids[code]] = DayRows(
+                *(getattr(grouped, n)[at] for n in DayRows.__slots__)
+            )
+        return by_uuid
+
+    def whole_day_rows(self, uuid: str) -> DayRows:
+        """Partial totals per day of one device's whole-slot days."""
+        code = self.code_of.get(uuid)
+        return _whole_day_rows(
+            self.days.get(code, SlotDays.empty()) if code is not None else SlotDays.empty()
+        )
+
+    # ------------------------------------------------------------------ rows
+
+    def row_batches(self, days_per_batch: int = fmt.SNAPSHOT_BATCH_ROWS) -> Iterator[pa.Table]:
+        """This state as ``fmt.SNAPSHOT_SCHEMA`` rows, whole-slot days a few devices at a time,
+        then the other windows, so that writing a snapshot never holds it all as rows."""
+        group: list[SlotDays] = []
+        for code in sorted(self.days):
+            group.append(self.days[code])
+            if sum(len(part) for part in group) >= days_per_batch:
+                yield self._whole_rows(SlotDays.concat(group))
+                group = []
+        if group:
+            yield self._whole_rows(SlotDays.concat(group))
+        yield self._loose_rows_table()
+
+    def _whole_rows(self, days: SlotDays) -> pa.Table:
+        n = len(days)
+        day_start = key_day(days.keys) * fmt.DAY_MS
+        offsets = np.append(days.first, days.windows).astype(np.int32)
         columns = {
-            "kind": decode(np.zeros(n, np.int64), [fmt.FINISHED]),
-            "device_uuid": decode(self.code, self.uuids),
-            "device_type": decode(self.type_code, DEVICE_TYPES),
-            "start_ms": self.start,
-            "end_ms": self.end,
-            "records": self.records,
-            "day_count": self.day_count,
-            "sealed": self.sealed,
+            "kind": _decode(np.zeros(n, np.int64), [fmt.WHOLE_DAY]),
+            "device_uuid": _decode(key_code(days.keys), self.uuids),
+            "device_type": _decode(days.type_code.astype(np.int64), DEVICE_TYPES),
+            "start_ms": day_start,
+            "end_ms": day_start + fmt.DAY_MS,
+            "records": days.records,
+            "day_count": days.day_count,
+            "sealed": days.sealed,
             "reason": pa.nulls(n, pa.string()),
             "attempts": pa.nulls(n, pa.int64()),
+            "slots": days.mask.astype(np.int32),
+            "window_records": pa.ListArray.from_arrays(
+                offsets, pa.array(days.window_records.astype(np.int32))
+            ),
         }
-        return pa.table(columns, schema=fmt.SCHEMA)
+        return pa.table(columns, schema=fmt.SNAPSHOT_SCHEMA)
+
+    def _loose_rows_table(self) -> pa.Table:
+        loose, m = self.loose, len(self.loose)
+        columns = {
+            "kind": _decode(np.zeros(m, np.int64), [fmt.FINISHED]),
+            "device_uuid": _decode(loose.code, self.uuids),
+            "device_type": _decode(loose.type_code, DEVICE_TYPES),
+            "start_ms": loose.start,
+            "end_ms": loose.end,
+            "records": loose.records,
+            "day_count": loose.day_count,
+            "sealed": loose.sealed,
+            "reason": pa.nulls(m, pa.string()),
+            "attempts": pa.nulls(m, pa.int64()),
+            "slots": pa.nulls(m, pa.int32()),
+            "window_records": pa.nulls(m, fmt.SNAPSHOT_SCHEMA.field("window_records").type),
+        }
+        return pa.table(columns, schema=fmt.SNAPSHOT_SCHEMA)
+
+    # ------------------------------------------------------------------ folding
+
+    def absorb(self, newer: FinishedState) -> FinishedState:
+        """This state with ``newer``'s windows folded in: per identity, ``newer`` wins."""
+        uuids, code_of, remap = _register(self.uuids, self.code_of, newer.uuids)
+        state = FinishedState(uuids, code_of, self.days, self.loose)
+        for code, part in newer.days.items():
+            state = state._with_days(int(remap[code]), _recode_days(part, remap))
+        if len(newer.loose):
+            loose = newer.loose
+            state = state._with_windows(
+                Windows(remap[loose.code], *(getattr(loose, n) for n in WINDOW_COLUMNS[1:]))
+            )
+        return state
+
+    def _with_days(self, code: int, newer: SlotDays) -> FinishedState:
+        held = self.days.get(code, SlotDays.empty())
+        conflict = held.member(newer.keys) | np.isin(newer.keys, self.loose.keys)
+        days = dict(self.days)
+        days[code] = SlotDays.merge([held, newer.subset(np.flatnonzero(~conflict))])
+        state = FinishedState(self.uuids, self.code_of, days, self.loose)
+        if conflict.any():
+            state = state._with_windows(newer.expand(np.flatnonzero(conflict)))
+        return state
+
+    def _with_windows(self, newer: Windows) -> FinishedState:
+        touched = np.unique(newer.keys)
+        days = dict(self.days)
+        expanded = []
+        for code in np.unique(key_code(touched)).tolist():
+            held = days.get(code)
+            if held is None:
+                continue
+            hit = held.member(touched)
+            rows = held.keys.searchsorted(touched[hit])
+            if len(rows):
+                expanded.append(held.expand(rows))
+                kept = np.setdiff1d(np.arange(len(held)), rows, assume_unique=True)
+                days[code] = held.subset(kept)
+        combined = Windows.concat([self.loose, *expanded, newer])
+        later = np.zeros(len(combined), np.int8)
+        later[len(combined) - len(newer) :] = 1
+        order = np.lexsort((later, combined.end, combined.start, combined.code))
+        ordered = combined.take(order)
+        last = _last_of_each(ordered.code, ordered.start, ordered.end)
+        ordered = ordered.take(np.flatnonzero(last))
+        whole, left = split_whole_days(ordered)
+        for code, part in whole.by_code().items():
+            days[code] = SlotDays.merge([days.get(code, SlotDays.empty()), part])
+        days = {code: part for code, part in days.items() if len(part)}
+        return FinishedState(self.uuids, self.code_of, days, ordered.take(np.flatnonzero(left)))
 
 
-def _group_key(code: Any, day: Any) -> Any:
-    return (code << 32) | (day + fmt.DAY_BIAS)
+def _whole_day_rows(days: SlotDays) -> DayRows:
+    return DayRows(
+        code=key_code(days.keys),
+        type_code=days.type_code.astype(np.int64),
+        epoch_day=key_day(days.keys),
+        windows_finished=days.slot_counts,
+        records=days.records,
+        day_count=days.day_count,
+        windows_failed=np.zeros(len(days), np.int64),
+    )
 
 
-def _uuid_codes(tables: Sequence[pa.Table]) -> tuple[dict[str, int], fmt.IntArray]:
+def _no_windows() -> Windows:
+    empty = np.zeros(0, np.int64)
+    return Windows(empty, empty, empty, empty, empty, empty, np.zeros(0, np.bool_))
+
+
+def _decode(codes: IntArray, values: Sequence[str]) -> pa.Array:
+    indices = pa.array(codes.astype(np.int32))
+    dictionary = pa.array(values, pa.string())
+    return pa.DictionaryArray.from_arrays(indices, dictionary).cast(pa.string())
+
+
+def _register(
+    uuids: list[str], code_of: dict[str, int], more: Sequence[str]
+) -> tuple[list[str], dict[str, int], IntArray]:
+    """``uuids`` extended by ``more`` (copies: older states stay valid), and ``more``'s codes."""
+    if all(uuid in code_of for uuid in more):
+        return uuids, code_of, np.asarray([code_of[u] for u in more] or [0], np.int64)
+    uuids, code_of = list(uuids), dict(code_of)
+    for uuid in more:
+        if uuid not in code_of:
+            code_of[uuid] = len(uuids)
+            uuids.append(uuid)
+    return uuids, code_of, np.asarray([code_of[u] for u in more] or [0], np.int64)
+
+
+def _recode_days(days: SlotDays, remap: IntArray) -> SlotDays:
+    keys = group_key(remap[key_code(days.keys)], key_day(days.keys))
+    order = np.argsort(keys, kind="stable")
+    recoded = SlotDays(keys, *(getattr(days, n) for n in SlotDays.__slots__[1:]))
+    ordered = recoded.subset(order)
+    # A duplicated day (only a damaged or hand-made snapshot has one): the later row wins.
+    unique: BoolArray = np.append(ordered.keys[1:] != ordered.keys[:-1], len(ordered) > 0)
+    return ordered.subset(np.flatnonzero(unique))
+
+
+def _uuid_codes(tables: Sequence[pa.Table]) -> tuple[dict[str, int], IntArray]:
     """One code per distinct uuid over all tables (plain or dictionary-typed columns)."""
     code_of: dict[str, int] = {}
     parts = [np.zeros(0, np.int64)]
@@ -182,28 +329,58 @@ def _uuid_codes(tables: Sequence[pa.Table]) -> tuple[dict[str, int], fmt.IntArra
     return code_of, np.concatenate(parts).astype(np.int64)
 
 
-def _last_of_each(code: fmt.IntArray, start: fmt.IntArray, end: fmt.IntArray) -> _BoolArray:
+def _last_of_each(code: IntArray, start: IntArray, end: IntArray) -> BoolArray:
     """For rows sorted by identity: True where the next row has another identity."""
     same = (code[1:] == code[:-1]) & (start[1:] == start[:-1]) & (end[1:] == end[:-1])
-    last: _BoolArray = np.append(~same, True) if len(code) else np.zeros(0, np.bool_)
+    last: BoolArray = np.append(~same, True) if len(code) else np.zeros(0, np.bool_)
     return last
 
 
-def resolve(tables: Sequence[pa.Table]) -> tuple[FinishedColumns, dict[fmt.Identity, FailedWindow]]:
-    """Fold entries (in table order, then row order; later wins) into the current state.
+def from_rows(
+    table: pa.Table,
+) -> tuple[FinishedState, dict[fmt.Identity, FailedWindow]]:
+    """Rows (``SCHEMA`` or ``SNAPSHOT_SCHEMA``; later rows win) as a state of their own, and
+    the identities whose last row is a failure."""
+    if "slots" in table.schema.names:
+        whole = pc.fill_null(pc.equal(table["kind"], fmt.WHOLE_DAY), False)
+        day_rows = table.filter(whole)
+        windows = table.filter(pc.invert(whole)).select(fmt.SCHEMA.names)
+    else:
+        day_rows, windows = None, table
+    state, failed = resolve([windows])
+    if day_rows is None or day_rows.num_rows == 0:
+        return state, failed
+    code_of, code = _uuid_codes([day_rows])
+    uuids, code_of, remap = _register(state.uuids, state.code_of, list(code_of))
+    lists = day_rows["window_records"].combine_chunks()
+    days = SlotDays.build(
+        group_key(remap[code], day_rows["start_ms"].to_numpy() // fmt.DAY_MS),
+        pc.index_in(day_rows["device_type"], value_set=pa.array(DEVICE_TYPES)).to_numpy(),
+        day_rows["slots"].to_numpy(),
+        day_rows["day_count"].to_numpy(),
+        day_rows["sealed"].to_numpy(zero_copy_only=False),
+        lists.flatten().to_numpy(),
+    )
+    days = _recode_days(days, np.arange(len(uuids), dtype=np.int64))
+    return FinishedState(uuids, code_of, days.by_code(), state.loose), failed
+
+
+def resolve(tables: Sequence[pa.Table]) -> tuple[FinishedState, dict[fmt.Identity, FailedWindow]]:
+    """Fold entries (``SCHEMA`` rows, in table order, then row order; later wins).
 
     Per identity, the last finished row is the finished window; the last row overall, if it
-    is a failure, is the current failure (a later finished entry cleared any before it).
+    is a failure, is the current failure (a later finished entry cleared any before it). The
+    windows come back as they are (``loose``), not yet compacted into whole-slot days.
     """
     code_of, code = _uuid_codes(tables)
     uuids = list(code_of)
     plain = [t.drop_columns(["device_uuid"]).replace_schema_metadata(None) for t in tables]
     rows = pa.concat_tables(plain) if plain else fmt.SCHEMA.remove(1).empty_table()
 
-    def ints(name: str) -> fmt.IntArray:
+    def ints(name: str) -> IntArray:
         return np.asarray(pc.fill_null(rows[name], 0).to_numpy(), np.int64)
 
-    def codes(name: str, values: Sequence[str]) -> fmt.IntArray:
+    def codes(name: str, values: Sequence[str]) -> IntArray:
         found = pc.index_in(rows[name], value_set=pa.array(values, pa.string()))
         return np.asarray(pc.fill_null(found, 0).to_numpy(), np.int64)
 
@@ -225,110 +402,47 @@ def resolve(tables: Sequence[pa.Table]) -> tuple[FinishedColumns, dict[fmt.Ident
         failed[fmt.identity(entry)] = entry
     at = order[kind[order] == 0]
     at = at[_last_of_each(code[at], start[at], end[at])]
-    finished = FinishedColumns(
-        uuids=uuids,
-        code_of=code_of,
+    sealed = np.asarray(pc.fill_null(rows["sealed"], False).to_numpy(zero_copy_only=False))
+    loose = Windows(
         code=code[at],
         type_code=codes("device_type", DEVICE_TYPES)[at],
         start=start[at],
         end=end[at],
         records=ints("records")[at],
         day_count=ints("day_count")[at],
-        sealed=np.asarray(pc.fill_null(rows["sealed"], False).to_numpy(zero_copy_only=False))[at],
-        keys=_group_key(code[at], start[at] // fmt.DAY_MS),
+        sealed=sealed[at],
     )
-    return finished, failed
+    return FinishedState(uuids, code_of, {}, loose), failed
 
 
-def day_totals(finished: FinishedColumns, failed: dict[fmt.Identity, FailedWindow]) -> DayTotals:
+def day_totals(finished: FinishedState, failed: dict[fmt.Identity, FailedWindow]) -> DayTotals:
     """Per device-day: finished windows, their records, the newest day count, failures."""
-    parts: list[tuple[list[str], _DayRows]] = []
-    if len(finished):
-        starts = np.flatnonzero(np.diff(finished.keys, prepend=finished.keys[0] - 1))
-        parts.append(
-            (
-                finished.uuids,
-                _DayRows(
-                    code=finished.code[starts],
-                    type_code=finished.type_code[starts],
-                    epoch_day=finished.start[starts] // fmt.DAY_MS,
-                    windows_finished=np.diff(np.append(starts, len(finished))),
-                    records=np.add.reduceat(finished.records, starts),
-                    day_count=np.maximum.reduceat(finished.day_count, starts),
-                    windows_failed=np.zeros(len(starts), np.int64),
-                ),
+    extra: dict[str, list[DayRows]] = {
+        uuid: [rows] for uuid, rows in finished.loose_day_rows().items()
+    }
+    by_device: dict[str, list[FailedWindow]] = {}
+    for failure in failed.values():
+        by_device.setdefault(failure.device_uuid, []).append(failure)
+    for uuid, failures in by_device.items():
+        n = len(failures)
+        starts = np.fromiter((fmt.to_ms(f.start) for f in failures), np.int64, n)
+        types = (DEVICE_TYPES.index(f.device_type) for f in failures)
+        extra.setdefault(uuid, []).append(
+            DayRows(
+                code=np.zeros(n, np.int64),
+                type_code=np.fromiter(types, np.int64, n),
+                epoch_day=starts // fmt.DAY_MS,
+                windows_finished=np.zeros(n, np.int64),
+                records=np.zeros(n, np.int64),
+                day_count=np.zeros(n, np.int64),
+                windows_failed=np.ones(n, np.int64),
             )
         )
-    if failed:
-        owners = sorted({f.device_uuid for f in failed.values()})
-        code_of = {uuid: i for i, uuid in enumerate(owners)}
-        values = list(failed.values())
-        n = len(values)
-        parts.append(
-            (
-                owners,
-                _DayRows(
-                    code=np.fromiter((code_of[f.device_uuid] for f in values), np.int64, n),
-                    type_code=np.fromiter(
-                        (DEVICE_TYPES.index(f.device_type) for f in values), np.int64, n
-                    ),
-                    epoch_day=np.fromiter((fmt.to_ms(f.start) for f in values), np.int64, n)
-                    // fmt.DAY_MS,
-                    windows_finished=np.zeros(n, np.int64),
-                    records=np.zeros(n, np.int64),
-                    day_count=np.zeros(n, np.int64),
-                    windows_failed=np.ones(n, np.int64),
-                ),
-            )
-        )
-    return merge_day_rows(parts)
+    sizes = {finished.uuids[code]: len(part) for code, part in finished.days.items()}
+    for uuid, parts in extra.items():
+        sizes[uuid] = sizes.get(uuid, 0) + sum(len(part.epoch_day) for part in parts)
 
+    def rows_of(uuid: str) -> list[DayRows]:
+        return [finished.whole_day_rows(uuid), *extra.get(uuid, [])]
 
-@dataclass(frozen=True, slots=True)
-class _DayRows:
-    """Per-day partial totals, one row per (code, epoch day) or more (they are summed)."""
-
-    code: fmt.IntArray
-    type_code: fmt.IntArray
-    epoch_day: fmt.IntArray
-    windows_finished: fmt.IntArray
-    records: fmt.IntArray
-    day_count: fmt.IntArray
-    windows_failed: fmt.IntArray
-
-
-def merge_day_rows(parts: Sequence[tuple[Sequence[str], _DayRows]]) -> DayTotals:
-    """Partial totals (each coded against its own uuid list) summed per device-day; the device
-    type of a day is that of its first row (the earlier part wins)."""
-    uuids = sorted({uuid for owners, _ in parts for uuid in owners})
-    rank = {uuid: i for i, uuid in enumerate(uuids)}
-    empty = np.zeros(0, np.int64)
-    columns: dict[str, list[fmt.IntArray]] = {name: [empty] for name in _DayRows.__slots__}
-    for owners, rows in parts:
-        remap = np.asarray([rank[uuid] for uuid in owners] or [0], np.int64)
-        for name in _DayRows.__slots__:
-            value = getattr(rows, name)
-            columns[name].append(remap[value] if name == "code" else np.asarray(value, np.int64))
-    joined = {name: np.concatenate(values) for name, values in columns.items()}
-    order = np.lexsort((joined["epoch_day"], joined["code"]))
-    code, day = joined["code"][order], joined["epoch_day"][order]
-    if len(order):
-        starts = np.flatnonzero((np.diff(code, prepend=-1) != 0) | (np.diff(day, prepend=-1) != 0))
-    else:
-        starts = np.zeros(0, np.int64)
-
-    def total(name: str) -> fmt.IntArray:
-        values = joined[name][order]
-        return np.add.reduceat(values, starts) if len(starts) else empty
-
-    day_count = joined["day_count"][order]
-    return DayTotals(
-        uuids=uuids,
-        code=code[starts].astype(np.int32),
-        type_code=joined["type_code"][order][starts].astype(np.int8),
-        day=(day[starts] + _EPOCH_ORDINAL).astype(np.int32),
-        windows_finished=total("windows_finished").astype(np.int32),
-        records=total("records"),
-        day_count=np.maximum.reduceat(day_count, starts) if len(starts) else empty,
-        windows_failed=total("windows_failed").astype(np.int32),
-    )
+    return totals_per_device(sizes, rows_of)
