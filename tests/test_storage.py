@@ -138,6 +138,28 @@ def test_a_symbolic_link_out_of_the_root_is_refused(tmp_path: Path) -> None:
     assert list(elsewhere.iterdir()) == []
 
 
+@pytest.mark.parametrize("linked", ["day=2024-01-02", "day=2024-01-02/d.parquet"])
+def test_a_link_below_a_folder_already_seen_is_still_refused(tmp_path: Path, linked: str) -> None:
+    """Once a device's folder is known to lie inside, a day folder or file made a link out
+    of the root afterwards is still refused (the last two components are checked each time)."""
+    root, elsewhere = tmp_path / "out", tmp_path / "elsewhere"
+    device = root / "device_type=FMD" / "device_id=1"
+    (device / "day=2024-01-01").mkdir(parents=True)
+    elsewhere.mkdir()
+    (elsewhere / "d.parquet").write_bytes(b"secret")
+    storage = LocalStorage(root)
+    storage.write_file(
+        "device_type=FMD/device_id=1/day=2024-01-01/d.parquet", lambda h: h.write(b"x")
+    )
+    if linked.endswith(".parquet"):
+        (device / "day=2024-01-02").mkdir()
+        (device / linked).symlink_to(elsewhere / "d.parquet")
+    else:
+        (device / linked).symlink_to(elsewhere)
+    with pytest.raises(StorageError, match="leads outside"):
+        storage.read_bytes("device_type=FMD/device_id=1/day=2024-01-02/d.parquet")
+
+
 def test_encoded_names_with_percent_equals_and_unicode_round_trip(tmp_path: Path) -> None:
     """Keys holding '%', '=', a long segment and non-ASCII text are written, listed and read
     back under their exact names."""

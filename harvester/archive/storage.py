@@ -14,6 +14,7 @@ import errno
 import fcntl
 import os
 import secrets
+import stat
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -24,6 +25,8 @@ from harvester.archive.layout import checked_key, checked_prefix, key_kind, temp
 from harvester.errors import LockedError, StorageError
 
 _SWEPT_ATTEMPTS = 3
+#: Folders known to resolve inside the root (a fleet's device folders, a few thousand).
+_REMEMBERED_FOLDERS = 65_536
 
 
 class StorageLock(Protocol):
@@ -83,6 +86,7 @@ class LocalStorage:
     def __init__(self, root: Path) -> None:
         self.root = root
         self._real_root = root.resolve()
+        self._folders_inside: set[Path] = set()
 
     def describe(self) -> str:
         return str(self.root)
@@ -91,11 +95,32 @@ class LocalStorage:
         return self._inside(self.root / checked_key(key), key)
 
     def _inside(self, path: Path, key: str) -> Path:
-        if not path.resolve().is_relative_to(self._real_root):
+        if not self._resolves_inside(path):
             raise StorageError(
                 f"refusing the storage key {key[:120]!r}: it leads outside {self.root}"
             )
         return path
+
+    def _resolves_inside(self, path: Path) -> bool:
+        """Does ``path``, links followed, lie under the root.
+
+        ``resolve`` costs ~160 µs (a system call per component): 2 minutes for the frames of
+        700,000 day files before a resume. The folder two levels up (a device's, for a day
+        file) is resolved once and remembered; the last two components are checked with
+        ``lstat`` each time, and any link among them is resolved in full.
+        """
+        grandparent = path.parent.parent
+        if grandparent not in self._folders_inside:
+            if not path.resolve().is_relative_to(self._real_root):
+                return False
+            if len(self._folders_inside) >= _REMEMBERED_FOLDERS:
+                self._folders_inside.clear()
+            if grandparent.resolve().is_relative_to(self._real_root):
+                self._folders_inside.add(grandparent)
+            return True
+        if _is_link(path.parent) or _is_link(path):
+            return path.resolve().is_relative_to(self._real_root)
+        return True
 
     @contextmanager
     def _translate(self, what: str) -> Iterator[None]:
@@ -189,6 +214,13 @@ class LocalStorage:
         os.ftruncate(fd, 0)
         os.pwrite(fd, owner.encode(), 0)
         return _FlockLock(fd)
+
+
+def _is_link(path: Path) -> bool:
+    try:
+        return stat.S_ISLNK(os.lstat(path).st_mode)
+    except FileNotFoundError:
+        return False
 
 
 def _fsync_dir(path: Path) -> None:
