@@ -34,13 +34,13 @@ import argparse
 import datetime as dt
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -61,7 +61,7 @@ def _measured(
     argv: list[str], stop_after_s: float | None = None, timeout_s: float | None = None
 ) -> tuple[dict[str, Any], str]:
     """Run ``python -m harvester *argv``; its CPU seconds, peak RSS (MB) and stderr (the
-    figures carry the last lines of stdout under ``stdout``)."""
+    figures carry the first and last lines of stdout under ``stdout``)."""
     env = dict(os.environ, SENSIT_EMAIL=EMAIL, SENSIT_PASSWORD=PASSWORD)
     limit = stop_after_s if stop_after_s is not None else timeout_s
     timed_out = False
@@ -99,7 +99,7 @@ def _measured(
         "wall_s": round(time.monotonic() - started, 2),
         "cpu_s": round(usage.ru_utime + usage.ru_stime, 2),
         "peak_rss_mb": round(usage.ru_maxrss / 1024, 1),
-        "stdout": printed[-3:],
+        "stdout": printed[:4] + printed[4:][-3:],
     }
     if timed_out:
         figures["timed_out"] = True
@@ -127,9 +127,13 @@ def _event_times(log: str) -> dict[str, float]:
     return times
 
 
-def _gap(log: str) -> float:
+def _gap(log: str) -> float | None:
+    """Seconds from ``discovered`` to ``plan_ready``; None when the log lacks either (the run
+    was stopped before its plan was ready)."""
     events = _event_times(log)
-    return round(events.get("plan_ready", 0.0) - events.get("discovered", 0.0), 2)
+    if "plan_ready" not in events or "discovered" not in events:
+        return None
+    return round(events["plan_ready"] - events["discovered"], 2)
 
 
 def measure(devices: int, days: int, run_s: float) -> dict[str, Any]:
@@ -179,25 +183,27 @@ def _refetched(built: synth_archive.Built, archive: Path) -> dict[str, Any]:
 
 
 def archives(
-    devices: int, days: int, partition: str, root: Path | None, *, reuse_only: bool = False
-) -> Callable[[str], synth_archive.Built]:
-    """A way to get the built archives once a simulator's URL is known."""
-
-    def get(url: str) -> synth_archive.Built:
-        assert root is not None
-        built = synth_archive.load(root, devices, days, partition)
-        if built is not None:
-            synth_archive.reopen(built)
-            return built
-        if reuse_only:
-            raise SystemExit(f"--reuse {root}: no archive of {devices} x {days} ({partition})")
-        return synth_archive.build(root, url, devices, days, partition, log=_progress)
-
-    return get
-
-
-def _progress(line: str) -> None:
-    print(f"synth_archive {line}", file=sys.stderr, flush=True)
+    url: str, devices: int, days: int, partition: str, root: Path, *, reuse_only: bool = False
+) -> synth_archive.Built:
+    """The archives kept in ``root`` (their checkpoints reopened with this code), or built
+    there. In a process of its own: a child forked from a process of several GB reports that
+    as its own peak RSS (Linux carries ``ru_maxrss`` across fork and exec)."""
+    if reuse_only and synth_archive.load(root, devices, days, partition) is None:
+        raise SystemExit(f"--reuse {root}: no archive of {devices} x {days} ({partition}) there")
+    subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "scripts" / "synth_archive.py"),
+            *("--out", str(root), "--devices", str(devices), "--days", str(days)),
+            *("--partition", partition, "--base-url", url, "--reuse"),
+        ],
+        check=True,
+        stdout=subprocess.DEVNULL,
+        cwd=ROOT,
+    )
+    built = synth_archive.load(root, devices, days, partition)
+    assert built is not None
+    return built
 
 
 def measure_archives(
@@ -218,10 +224,13 @@ def measure_archives(
     ):
         root = keep if keep is not None else Path(work) / "archive"
         started = time.monotonic()
-        built = archives(devices, days, partition, root, reuse_only=reuse_only)(sim.url)
+        built = archives(sim.url, devices, days, partition, root, reuse_only=reuse_only)
         prepared_s = round(time.monotonic() - started, 1)
         common = ["--base-url", sim.url, "--log-format", "json", "--rps", "100000"]
         plan, _ = _measured(["plan", *common, "--out", str(built.half)], timeout_s=timeout_s)
+        done = re.search(r"\((\d+) already done\)", "\n".join(plan["stdout"]))
+        plan["windows_reused"] = int(done[1]) if done else None
+        plan["reused_all_finished"] = plan["windows_reused"] == built.half_windows
         copy = Path(work) / "run"
         synth_archive.clone(built.half, copy)
         run, log = _measured(
@@ -262,9 +271,9 @@ def measure_archives(
 
 def table_rows(
     empty: dict[str, Any] | None, resumed: dict[str, Any] | None
-) -> list[tuple[str, float, float | None]]:
+) -> list[tuple[str, float | None, float | None]]:
     """(measure, value, target or None) of each figure the table shows."""
-    rows: list[tuple[str, float, float | None]] = []
+    rows: list[tuple[str, float | None, float | None]] = []
     if empty is not None:
         rows += [
             ("empty: plan peak RSS MB", empty["plan"]["peak_rss_mb"], MB),
@@ -298,19 +307,25 @@ def table_rows(
 
 
 def print_table(empty: dict[str, Any] | None, resumed: dict[str, Any] | None) -> None:
+    """The figures beside their targets; a figure that could not be measured (the run was
+    stopped before its plan was ready) is shown as ``never`` and misses its target."""
     rows = table_rows(empty, resumed)
     width = max(len(label) for label, _, _ in rows)
     print(f"{'measure':<{width}} {'value':>10}  target    met")
     for label, value, target in rows:
-        met = "" if target is None else ("yes" if value <= target else "NO")
+        met = "" if target is None else ("yes" if value is not None and value <= target else "NO")
         shown = "" if target is None else f"<= {target:g}"
-        print(f"{label:<{width}} {value:>10.2f}  {shown:<9} {met}")
+        figure = "never" if value is None else f"{value:.2f}"
+        print(f"{label:<{width}} {figure:>10}  {shown:<9} {met}")
     if resumed is not None:
         half, done = resumed["half"], resumed["finished"]
         notes = [
+            f"half-done plan reused all finished windows: {half['plan']['reused_all_finished']}"
+            f" ({half['plan']['windows_reused']} of {resumed['archive']['half_windows']})",
             f"half-done run reused all finished windows: {half['run']['reused_all_finished']}"
             f" ({half['run']['windows_reused']} of {resumed['archive']['half_windows']}),"
-            f" first fetched {half['run']['first_fetched']},"
+            f" fetched {half['run']['windows_fetched']} windows,"
+            f" the first {half['run']['first_fetched']},"
             f" damaged day files {half['run']['day_files_damaged']}",
             f"finished verify exit {done['verify']['exit']} (0: no mismatch)",
         ]

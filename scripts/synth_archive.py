@@ -311,8 +311,10 @@ def _period_bounds(table: pa.Table, partition: str) -> dict[int, tuple[int, int]
 
 
 def _period_day(period: int, partition: str) -> dt.date:
-    unit = "D" if partition == DAY else "M"
-    return dt.date.fromisoformat(str(np.datetime64(period, unit).astype("datetime64[D]")))
+    """The first day of a period numbered as ``_period_bounds`` numbers them."""
+    if partition == DAY:
+        return dt.date(1970, 1, 1) + dt.timedelta(days=period)
+    return dt.date(1970 + period // 12, period % 12 + 1, 1)
 
 
 def _month_start_s(day_s: int) -> int:
@@ -568,22 +570,31 @@ def main() -> None:
     parser.add_argument("--devices", type=int, default=1000)
     parser.add_argument("--days", type=int, default=1826)
     parser.add_argument("--partition", choices=PARTITIONS, default=MONTH)
+    parser.add_argument(
+        "--base-url", help="a simulator of this fleet already running (default: start one)"
+    )
+    parser.add_argument(
+        "--reuse",
+        action="store_true",
+        help="keep a matching build in --out (its checkpoints reopened with this code)",
+    )
     args = parser.parse_args()
-    tests = ROOT / "tests"
-    assert tests.is_dir()
-    from tests.support.simproc import SimulatorProcess
+    built = load(args.out, args.devices, args.days, args.partition) if args.reuse else None
+    if built is not None:
+        reopen(built)
+    elif args.base_url:
+        built = build(args.out, args.base_url, args.devices, args.days, args.partition, log=_log)
+    else:
+        from tests.support.simproc import SimulatorProcess
 
-    options = {"devices": args.devices, "days": args.days, "cadence_s": CADENCE_S}
-    with SimulatorProcess(timeout_s=300, **options) as sim:
-        built = build(
-            args.out,
-            sim.url,
-            args.devices,
-            args.days,
-            args.partition,
-            log=lambda line: print(line, file=sys.stderr, flush=True),
-        )
+        options = {"devices": args.devices, "days": args.days, "cadence_s": CADENCE_S}
+        with SimulatorProcess(timeout_s=300, **options) as sim:
+            built = build(args.out, sim.url, args.devices, args.days, args.partition, log=_log)
     print(json.dumps({k: v for k, v in built.as_dict().items() if k != "first_unfinished_ms"}))
+
+
+def _log(line: str) -> None:
+    print(f"synth_archive {line}", file=sys.stderr, flush=True)
 
 
 if __name__ == "__main__":
