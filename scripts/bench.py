@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
-import math
 import statistics
 import subprocess
 import sys
@@ -333,10 +332,10 @@ def _first_request_gap(run: dict[str, Any]) -> float:
 
 
 def _gap_s(run: dict[str, Any]) -> float:
-    """discovered → plan_ready; infinite when the plan was not ready before the run was
-    stopped."""
+    """discovered → plan_ready; when the run was stopped before its plan was ready, the run's
+    whole wall time (a lower bound of the wait for its first request; JSON keeps None)."""
     gap = run["discovered_to_first_request_s"]
-    return math.inf if gap is None else float(gap)
+    return float(run["wall_s"]) if gap is None else float(gap)
 
 
 def rows_of(results: dict[str, dict[str, list[dict[str, Any]]]]) -> list[Row]:

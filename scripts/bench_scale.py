@@ -218,6 +218,9 @@ def measure_archives(
 ) -> dict[str, Any]:
     """Resume a half-done archive of the fleet (plan, run) and inspect a finished one (status,
     verify, report); the figures of each, and of building them."""
+    if keep is not None:
+        # The run's hard-linked copy goes beside the kept archives: on the same file system.
+        keep.parent.mkdir(parents=True, exist_ok=True)
     with (
         SimulatorProcess(devices=devices, days=days, cadence_s=3600, timeout_s=300) as sim,
         tempfile.TemporaryDirectory(dir=keep.parent if keep else None) as work,
