@@ -51,3 +51,46 @@ def test_bodies_made_and_freed_window_after_window_reuse_memory() -> None:
     """After tuning, 2.5 MB blocks made and freed over and over cost no fresh pages (each
     was a new mmap, faulted in page by page: ~100 faults a window on this glibc)."""
     assert _page_faults_when_tuned() <= 50
+
+
+def test_pandas_stays_unloaded_while_pyarrow_builds_arrays() -> None:
+    """After keep_pandas_out, pyarrow builds arrays without importing pandas (it would
+    otherwise load it, when installed, at its first array: ~55 MB for nothing)."""
+    script = (
+        "import sys\n"
+        "from harvester.entry import keep_pandas_out\n"
+        "keep_pandas_out()\n"
+        "import pyarrow as pa\n"
+        "assert pa.array([1, 2]).to_pylist() == [1, 2]\n"
+        "print('pandas' in sys.modules and sys.modules['pandas'] is not None)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True
+    )
+    assert done.stdout.strip() == "False"
+
+
+def test_commands_that_only_read_keep_the_allocators_defaults(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """status/verify/report/plan purge Arrow's freed pages at once and leave glibc alone;
+    run gets the heap settings and keeps Arrow's purge delay."""
+    calls: list[tuple[int, int]] = []
+
+    class FakeLibc:
+        def mallopt(self, option: int, value: int) -> None:
+            calls.append((option, value))
+
+    monkeypatch.setattr(entry.ctypes, "CDLL", lambda _name: FakeLibc())
+    monkeypatch.setattr(entry.sys, "platform", "linux")
+    for name in ["MIMALLOC_PURGE_DELAY", "OPENBLAS_NUM_THREADS", *entry.os.environ]:
+        if name.startswith("MALLOC_") or name in ("MIMALLOC_PURGE_DELAY", "OPENBLAS_NUM_THREADS"):
+            monkeypatch.setenv(name, "restored-after-the-test")  # so teardown removes it
+            monkeypatch.delenv(name)
+    entry.tune_process("status")
+    assert calls == []
+    assert entry.os.environ["MIMALLOC_PURGE_DELAY"] == "0"
+    monkeypatch.delenv("MIMALLOC_PURGE_DELAY")
+    entry.tune_process("run")
+    assert len(calls) == 2
+    assert "MIMALLOC_PURGE_DELAY" not in entry.os.environ

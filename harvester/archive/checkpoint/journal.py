@@ -250,20 +250,24 @@ class CheckpointJournal:
         Nothing is compacted or written. A window found in more than one journal (a dataset
         harvested again with another ``--shard`` N) counts once, the last prefix winning.
         """
-        loads = [_load(storage, prefix) for prefix in prefixes]
         finished = FinishedState.empty()
         failed: dict[fmt.Identity, FailedWindow] = {}
-        for loaded in loads:
+        warnings: list[str] = []
+        for prefix in prefixes:
+            loaded = _load(storage, prefix)
+            warnings += loaded.warnings
+            if len(prefixes) == 1:
+                finished, failed = loaded.finished, loaded.failed
+                break
             # Each journal's failures are current, so they follow its finished windows.
-            for table in loaded.finished.row_batches():
-                finished = _fold(finished, failed, table)
-            failures = fmt.table_from_entries(list(loaded.failed.values()))
-            finished = _fold(finished, failed, failures)
+            finished = finished.absorb(loaded.finished)
+            failed = {i: f for i, f in failed.items() if not loaded.finished.holds(*i)}
+            failed.update(loaded.failed)
         merged = _Loaded(
             finished=finished,
             failed=failed,
             generation=0,
-            warnings=[warning for loaded in loads for warning in loaded.warnings],
+            warnings=warnings,
             absorbed=[],
             leftovers=[],
             set_aside=[],
