@@ -10,14 +10,23 @@ from __future__ import annotations
 import datetime as dt
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from harvester.archive.integrity import damaged_days, file_problem, trusting_only_intact
+from harvester.archive.integrity import (
+    _vouched_periods,
+    _vouched_periods_from_arrays,
+    damaged_days,
+    file_problem,
+    trusting_only_intact,
+)
 from harvester.archive.layout import ARCHIVE_KEY, day_file_key
 from harvester.archive.storage import LocalStorage
-from harvester.models import DayAvailability, Device, DeviceDays, FinishedWindow
+from harvester.models import DayAvailability, Device, DeviceDays, FinishedWindow, WholeSlotDays
 from tests.support.crash_harness import EMAIL, PASSWORD, archive_problems
 from tests.support.inproc import harvest, record_requests
 from tests.support.plain_client import collect_all
@@ -182,3 +191,74 @@ def test_damaged_last_checkpoint_record_is_repaired(
     assert record_requests(sim.stats()) > before
     assert archive_problems(out, collect_all(sim.url, EMAIL, PASSWORD)) == []
     assert list((out / "_harvest/checkpoint").glob("seg-*.jsonl.corrupt-*"))
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    data_days=st.sets(st.integers(0, 80), min_size=1, max_size=30),
+    finished_slots=st.dictionaries(
+        st.integers(0, 80),
+        st.tuples(st.sets(st.integers(0, 11), max_size=12), st.booleans(), st.integers(0, 5)),
+        max_size=20,
+    ),
+    partition=st.sampled_from(["day", "month"]),
+    edges=st.tuples(st.none() | st.integers(-2, 85), st.none() | st.integers(-2, 85)),
+)
+def test_files_to_check_from_arrays_are_those_decided_day_by_day(
+    data_days: set[int],
+    finished_slots: dict[int, tuple[set[int], bool, int]],
+    partition: str,
+    edges: tuple[int | None, int | None],
+) -> None:
+    """The files to check, their in-range days and vouched rows are the same whether the
+    days are decided one by one or from the availability's and whole-slot days' arrays
+    (whole-slot days and clipped windows, any range, both partitions)."""
+    base = dt.date(2024, 1, 20)
+    ordinals = sorted(base.toordinal() + d for d in data_days)
+    days = DeviceDays(
+        np.array(ordinals, np.int32),
+        np.full(len(ordinals), 7, np.int64),
+        np.array([(o - 719163) * 86_400_000 + 3_600_000 for o in ordinals], np.int64),
+    )
+    windows: dict[dt.date, list[FinishedWindow]] = {}
+    for offset, (slots, clipped, records) in finished_slots.items():
+        day = base + dt.timedelta(days=offset)
+        midnight = dt.datetime.combine(day, dt.time(), dt.UTC)
+        for slot in sorted(slots):
+            start = midnight + slot * dt.timedelta(hours=2)
+            end = start + dt.timedelta(hours=1 if clipped and slot == min(slots) else 2)
+            windows.setdefault(day, []).append(
+                FinishedWindow(DEVICE.uuid, DEVICE.type, start, end, records, 9, True)
+            )
+
+    def finished_for(_uuid: str, day: dt.date) -> list[FinishedWindow]:
+        return windows.get(day, [])
+
+    def finished_days(_uuid: str) -> list[int]:
+        return sorted(day.toordinal() for day, held in windows.items() if held)
+
+    def whole_days(_uuid: str) -> WholeSlotDays:
+        whole = [
+            (day, held)
+            for day, held in sorted(windows.items())
+            if held and all(w.end - w.start == dt.timedelta(hours=2) for w in held)
+        ]
+        return WholeSlotDays(
+            np.array([day.toordinal() for day, _ in whole], np.int32),
+            np.array([sum(1 << (w.start.hour // 2) for w in held) for _, held in whole], np.uint16),
+            np.full(len(whole), 9, np.int64),
+            np.ones(len(whole), np.bool_),
+            np.array([sum(w.records for w in held) for _, held in whole], np.int64),
+        )
+
+    lo, hi = (
+        None
+        if edge is None
+        else dt.datetime.combine(base, dt.time(), dt.UTC) + dt.timedelta(days=edge, hours=5)
+        for edge in edges
+    )
+    one_by_one = _vouched_periods(DEVICE, days, partition, lo, hi, finished_for, finished_days)
+    from_arrays = _vouched_periods_from_arrays(
+        DEVICE, days, partition, lo, hi, finished_for, finished_days, whole_days
+    )
+    assert from_arrays == sorted(one_by_one, key=lambda found: found[0].first)

@@ -42,8 +42,13 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Final
 
+import numpy as np
+import numpy.typing as npt
+
 from harvester.errors import StorageError
 from harvester.plan.shards import Shard
+
+_EPOCH_ORDINAL: Final = dt.date(1970, 1, 1).toordinal()
 
 _SAFE: Final = frozenset(string.ascii_letters + string.digits + "._-")
 #: Longest encoded uuid accepted. The longest name built from it, a day file's temporary
@@ -124,6 +129,17 @@ def period_of(day: dt.date, partition: str) -> Period:
         return Period(DAY, day)
     if partition == MONTH:
         return Period(MONTH, day.replace(day=1))
+    raise ValueError(f"unknown partition {partition!r}: expected one of {', '.join(PARTITIONS)}")
+
+
+def period_firsts(ordinals: npt.NDArray[np.integer], partition: str) -> npt.NDArray[np.int64]:
+    """``period_of(day, partition).first`` of many days at once (``date.toordinal``)."""
+    if partition == DAY:
+        return ordinals.astype(np.int64)
+    if partition == MONTH:
+        epoch = (ordinals.astype(np.int64) - _EPOCH_ORDINAL).astype("datetime64[D]")
+        firsts = epoch.astype("datetime64[M]").astype("datetime64[D]").astype(np.int64)
+        return firsts + _EPOCH_ORDINAL
     raise ValueError(f"unknown partition {partition!r}: expected one of {', '.join(PARTITIONS)}")
 
 
