@@ -73,8 +73,8 @@ def test_pandas_stays_unloaded_while_pyarrow_builds_arrays() -> None:
 def test_commands_that_only_read_keep_the_allocators_defaults(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """status/verify/report/plan purge Arrow's freed pages at once and leave glibc alone;
-    run gets the heap settings and keeps Arrow's purge delay."""
+    """status/verify/report/plan leave glibc alone; run takes the heap settings only when
+    its pool starts (tune_heap), once; every command has Arrow purge freed pages at once."""
     calls: list[tuple[int, int]] = []
 
     class FakeLibc:
@@ -88,9 +88,11 @@ def test_commands_that_only_read_keep_the_allocators_defaults(
             monkeypatch.setenv(name, "restored-after-the-test")  # so teardown removes it
             monkeypatch.delenv(name)
     entry.tune_process("status")
+    entry.tune_heap()
     assert calls == []
     assert entry.os.environ["MIMALLOC_PURGE_DELAY"] == "0"
-    monkeypatch.delenv("MIMALLOC_PURGE_DELAY")
     entry.tune_process("run")
+    assert calls == []
+    entry.tune_heap()
+    entry.tune_heap()
     assert len(calls) == 2
-    assert "MIMALLOC_PURGE_DELAY" not in entry.os.environ

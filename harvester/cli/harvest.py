@@ -166,13 +166,19 @@ def _run(args: argparse.Namespace) -> int:
 async def run_command(config: HarvestConfig, progress: RunProgress | None = None) -> int:
     """The run with signal handling, progress and the final summary; returns the exit code."""
     from harvester.cli.progress import RunProgress
+    from harvester.entry import tune_heap
     from harvester.harvest import run_harvest
 
-    progress = progress or RunProgress()
+    shown = progress or RunProgress()
+
+    def on_pool(*live: Any) -> None:
+        tune_heap()
+        shown.attach(*live)
+
     with stop_on_signals("draining in-flight windows") as stop:
-        watcher = asyncio.create_task(progress.watch())
+        watcher = asyncio.create_task(shown.watch())
         try:
-            summary = await run_harvest(config, stop, on_pool=progress.attach)
+            summary = await run_harvest(config, stop, on_pool=on_pool)
         finally:
             watcher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
