@@ -12,31 +12,88 @@ import sys
 from collections import Counter
 from pathlib import Path
 
+import numpy as np
 import pytest
 import structlog
 
+from harvester.archive.availability import AvailabilityColumns
 from harvester.archive.checkpoint.journal import CheckpointJournal
-from harvester.archive.checkpoint.state import DayProgress
+from harvester.archive.checkpoint.state import DayProgress, DayTotals
 from harvester.archive.storage import LocalStorage
 from harvester.cli import main
 from harvester.errors import ConfigError
 from harvester.inspect.report import (
     CellState,
     Coverage,
-    DayCell,
-    DeviceRow,
-    aggregate,
-    build_coverage,
+    DayCells,
+    StoredRows,
     classify,
-    periods,
 )
 from harvester.inspect.report_html import render_html
+from harvester.inspect.report_join import build_coverage
+from harvester.inspect.report_periods import aggregate, periods
 from harvester.inspect.report_png import write_png
-from harvester.models import Device
+from harvester.models import DEVICE_TYPES, Device, DeviceDays
 from tests.support.simproc import SimulatorProcess
 
 D1 = dt.date(2024, 3, 1)
 FMD = Device("1001", "FMD", "METEC 1001")
+
+
+def totals(progress: list[DayProgress]) -> DayTotals:
+    """``DayProgress`` rows as the checkpoint's columns (sorted by uuid, then day)."""
+    rows = sorted(progress, key=lambda d: (d.device_uuid, d.day))
+    uuids = sorted({d.device_uuid for d in rows})
+    return DayTotals(
+        uuids=uuids,
+        code=np.array([uuids.index(d.device_uuid) for d in rows], np.int32),
+        type_code=np.array([DEVICE_TYPES.index(d.device_type) for d in rows], np.int8),
+        day=np.array([d.day.toordinal() for d in rows], np.int32),
+        windows_finished=np.array([d.windows_finished for d in rows], np.int32),
+        records=np.array([d.records for d in rows], np.int64),
+        day_count=np.array([d.day_count for d in rows], np.int64),
+        windows_failed=np.array([d.windows_failed for d in rows], np.int32),
+    )
+
+
+def stored_columns(stored: dict[tuple[str, str], dict[dt.date, int]]) -> StoredRows:
+    """Rows per (type, uuid) and day as ``read_stored`` returns them."""
+    entries = [
+        (code, day, n) for code, days in enumerate(stored.values()) for day, n in days.items()
+    ]
+    entries.sort(key=lambda e: (e[0], e[1]))
+    return StoredRows(
+        list(stored),
+        np.array([e[0] for e in entries], np.int32),
+        np.array([e[1].toordinal() for e in entries], np.int32),
+        np.array([e[2] for e in entries], np.int64),
+    )
+
+
+def server_columns(counts: dict[str, dict[dt.date, int]]) -> AvailabilityColumns:
+    """The server's counts per uuid and day as columns."""
+    return AvailabilityColumns.of(
+        (
+            uuid,
+            DeviceDays(
+                np.array([d.toordinal() for d in sorted(days)], np.int32),
+                np.array([days[d] for d in sorted(days)], np.int64),
+                np.zeros(len(days), np.int64),
+            ),
+        )
+        for uuid, days in counts.items()
+    )
+
+
+def states(coverage: Coverage) -> dict[tuple[str, dt.date], CellState]:
+    """Each known device-day's state, by (uuid, day)."""
+    cells = coverage.cells
+    return {
+        (coverage.devices[device].uuid, dt.date.fromordinal(day)): CellState(state)
+        for device, day, state in zip(
+            cells.device.tolist(), cells.day.tolist(), cells.state.tolist(), strict=True
+        )
+    }
 
 
 def _png_size(path: Path) -> tuple[int, int]:
@@ -79,14 +136,9 @@ def test_build_coverage_joins_checkpoint_files_and_recorded_counts() -> None:
         ("FMD", "1001"): {D1: 100, D1 + dt.timedelta(days=1): 90, D1 + dt.timedelta(days=2): 40},
         ("RAMP", "2002"): {D1: 5},
     }
-    recorded = {"1001": {D1: 100, D1 + dt.timedelta(days=4): 30}}
-    coverage = build_coverage([FMD], progress, stored, recorded)
-    states = {
-        (row.device.uuid, day): cell.state
-        for row in coverage.rows
-        for day, cell in row.cells.items()
-    }
-    assert states == {
+    recorded = server_columns({"1001": {D1: 100, D1 + dt.timedelta(days=4): 30}})
+    coverage = build_coverage([FMD], totals(progress), stored_columns(stored), recorded)
+    assert states(coverage) == {
         ("1001", D1): CellState.COMPLETE,
         ("1001", D1 + dt.timedelta(days=1)): CellState.PARTIAL,  # 90 of the planned 120
         ("1001", D1 + dt.timedelta(days=2)): CellState.FAILED,
@@ -97,9 +149,11 @@ def test_build_coverage_joins_checkpoint_files_and_recorded_counts() -> None:
     assert coverage.first == D1
     assert coverage.last == D1 + dt.timedelta(days=4)
     assert coverage.stored == 235
-    assert [row.device.type for row in coverage.rows] == ["FMD", "RAMP"]
-    clipped = build_coverage([FMD], progress, stored, recorded, since=D1 + dt.timedelta(days=1))
-    assert D1 not in clipped.rows[0].cells
+    assert [device.type for device in coverage.devices] == ["FMD", "RAMP"]
+    clipped = build_coverage(
+        [FMD], totals(progress), stored_columns(stored), recorded, since=D1 + dt.timedelta(days=1)
+    )
+    assert ("1001", D1) not in states(clipped)
 
 
 def test_legend_totals_count_every_drawn_cell_absent_days_as_no_data() -> None:
@@ -107,21 +161,24 @@ def test_legend_totals_count_every_drawn_cell_absent_days_as_no_data() -> None:
     source knows of (absent from the server's list, nothing stored) is a no-data cell."""
     progress = [DayProgress("1001", "FMD", D1, 12, 100, 100, 0)]
     stored = {("FMD", "1001"): {D1: 100}, ("RAMP", "2002"): {D1 + dt.timedelta(days=3): 5}}
-    coverage = build_coverage([FMD], progress, stored, {"1001": {D1: 100}})
-    totals = coverage.state_totals()
+    coverage = build_coverage(
+        [FMD], totals(progress), stored_columns(stored), server_columns({"1001": {D1: 100}})
+    )
+    counted = coverage.state_totals()
     # Two rows over four days: 8 cells, of which 2 known (1001 complete, 2002 partial).
-    assert totals == {CellState.COMPLETE: 1, CellState.PARTIAL: 1, CellState.NO_DATA: 6}
-    assert sum(totals.values()) == 2 * 4
+    assert counted == {CellState.COMPLETE: 1, CellState.PARTIAL: 1, CellState.NO_DATA: 6}
+    assert sum(counted.values()) == 2 * 4
 
 
 def test_current_server_counts_are_taken_as_they_are() -> None:
     """With --verify the server's count of now decides, not what the checkpoint planned."""
-    progress = [DayProgress("1001", "FMD", D1, 12, 100, 100, 0)]
-    stored = {("FMD", "1001"): {D1: 100}}
-    grown = build_coverage([FMD], progress, stored, {"1001": {D1: 130}}, counts_are_current=True)
-    assert grown.rows[0].cells[D1].state is CellState.PARTIAL
-    gone = build_coverage([FMD], progress, stored, {}, counts_are_current=True)
-    assert gone.rows[0].cells[D1].state is CellState.PARTIAL
+    progress = totals([DayProgress("1001", "FMD", D1, 12, 100, 100, 0)])
+    stored = stored_columns({("FMD", "1001"): {D1: 100}})
+    now = server_columns({"1001": {D1: 130}})
+    grown = build_coverage([FMD], progress, stored, now, counts_are_current=True)
+    assert states(grown)["1001", D1] is CellState.PARTIAL
+    gone = build_coverage([FMD], progress, stored, server_columns({}), counts_are_current=True)
+    assert states(gone)["1001", D1] is CellState.PARTIAL
 
 
 def test_periods_switch_from_days_to_weeks_to_months() -> None:
@@ -141,18 +198,18 @@ def test_periods_switch_from_days_to_weeks_to_months() -> None:
 
 def test_a_period_shows_its_worst_day_and_counts_each_state() -> None:
     """One missing day in a week of complete days makes the week's cell missing."""
-    cells = {
-        D1 + dt.timedelta(days=i): DayCell(
-            D1 + dt.timedelta(days=i),
-            10,
-            10,
-            0,
-            CellState.MISSING if i == 3 else CellState.COMPLETE,
-        )
-        for i in range(100)
-    }
-    _, columns = periods(D1, D1 + dt.timedelta(days=99))
-    week = aggregate(DeviceRow(FMD, cells), columns)[1]
+    day_states = np.full(100, CellState.COMPLETE, np.int8)
+    day_states[3] = CellState.MISSING
+    cells = DayCells(
+        np.zeros(100, np.int32),
+        np.arange(D1.toordinal(), D1.toordinal() + 100, dtype=np.int32),
+        np.full(100, 10, np.int64),
+        np.full(100, 10, np.int64),
+        day_states,
+    )
+    last = D1 + dt.timedelta(days=99)
+    _, columns = periods(D1, last)
+    week = aggregate(Coverage([FMD], cells, D1, last, "the test"), columns).row(0)[1]
     assert week.state is CellState.MISSING
     assert week.days == Counter({CellState.COMPLETE: 6, CellState.MISSING: 1})
     assert week.stored == 70
@@ -160,16 +217,19 @@ def test_a_period_shows_its_worst_day_and_counts_each_state() -> None:
 
 def _synthetic(devices: int, days: int) -> Coverage:
     first = dt.date(2022, 1, 1)
-    rows = []
-    for index in range(devices):
-        device = Device(str(1001 + index), ("FMD", "SPOD", "RAMP")[index % 3], f"METEC {index}")
-        cells = {}
-        for offset in range(days):
-            day = first + dt.timedelta(days=offset)
-            state = CellState((index * 7 + offset // 11) % len(CellState))
-            cells[day] = DayCell(day, 10, 10, 0, state)
-        rows.append(DeviceRow(device, cells))
-    return Coverage(rows, first, first + dt.timedelta(days=days - 1), "the test")
+    fleet = [
+        Device(str(1001 + index), ("FMD", "SPOD", "RAMP")[index % 3], f"METEC {index}")
+        for index in range(devices)
+    ]
+    device, offset = np.divmod(np.arange(devices * days), days)
+    cells = DayCells(
+        device.astype(np.int32),
+        (first.toordinal() + offset).astype(np.int32),
+        np.full(devices * days, 10, np.int64),
+        np.full(devices * days, 10, np.int64),
+        ((device * 7 + offset // 11) % len(CellState)).astype(np.int8),
+    )
+    return Coverage(fleet, cells, first, first + dt.timedelta(days=days - 1), "the test")
 
 
 @pytest.mark.parametrize(("devices", "days"), [(5, 30), (200, 3 * 365)])

@@ -18,12 +18,9 @@ from harvester.inspect.report import (
     STATE_COLOURS,
     CellState,
     Coverage,
-    Period,
-    PeriodCell,
-    aggregate,
-    periods,
     summary_line,
 )
+from harvester.inspect.report_periods import Period, PeriodCell, aggregate, periods
 
 _DEFINITIONS: Final = {
     CellState.COMPLETE: "rows stored = the server's count (> 0)",
@@ -84,20 +81,20 @@ def render_html(coverage: Coverage, generated: dt.datetime) -> str:
     else:
         unit, columns = periods(coverage.first, coverage.last)
     cell_px = 14 if len(columns) <= 60 else 8
+    grid = aggregate(coverage, columns)
+    complete, counted = grid.days_of(CellState.COMPLETE).tolist(), grid.days_with_data().tolist()
     body: list[str] = []
-    for row in coverage.rows:
-        name = row.device.name or row.device.uuid
-        label = f"{name} · {row.device.type} · {row.device.uuid}"
+    for index, device in enumerate(coverage.devices):
+        name = device.name or device.uuid
+        label = f"{name} · {device.type} · {device.uuid}"
         cells = [
             f'<td class="c s{cell.state.value}" '
             f'title="{escape(_cell_title(label, column, unit, cell))}"></td>'
-            for column, cell in zip(columns, aggregate(row, columns), strict=True)
+            for column, cell in zip(columns, grid.row(index), strict=True)
         ]
-        complete = sum(1 for c in row.cells.values() if c.state is CellState.COMPLETE)
-        counted = sum(1 for c in row.cells.values() if c.state is not CellState.NO_DATA)
         body.append(
             f"<tr><th>{escape(label)}</th>{''.join(cells)}"
-            f'<td class="t">{complete} / {counted}</td></tr>'
+            f'<td class="t">{complete[index]} / {counted[index]}</td></tr>'
         )
     totals = coverage.state_totals()
     legend = "".join(

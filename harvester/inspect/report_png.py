@@ -18,10 +18,9 @@ from harvester.inspect.report import (
     STATE_COLOURS,
     CellState,
     Coverage,
-    aggregate,
-    periods,
     summary_line,
 )
+from harvester.inspect.report_periods import aggregate, periods
 
 INSTALL_HINT: Final = "pip install 'sensit-harvester[report]'"
 _LABEL_IN: Final = 2.6  # left margin for device labels, inches
@@ -29,6 +28,7 @@ _TOTALS_IN: Final = 0.9  # right margin for per-device totals
 _TOP_IN: Final = 1.15
 _BOTTOM_IN: Final = 1.5
 _DPI: Final = 110
+_ROWS_PER_IMAGE: Final = 48
 
 
 def write_png(coverage: Coverage, path: Path) -> None:
@@ -45,9 +45,8 @@ def write_png(coverage: Coverage, path: Path) -> None:
     if coverage.first is None or coverage.last is None:
         raise ConfigError("the archive has no device-day to report yet: run 'harvester run'")
     unit, columns = periods(coverage.first, coverage.last)
-    grid = np.array(
-        [[cell.state for cell in aggregate(row, columns)] for row in coverage.rows], dtype=np.int8
-    )
+    aggregated = aggregate(coverage, columns)
+    grid = aggregated.state
     n_rows, n_cols = grid.shape
     cell_w = min(0.32, max(0.075, 15.0 / n_cols))
     cell_h = min(0.32, max(0.13, 10.0 / n_rows))
@@ -64,18 +63,27 @@ def write_png(coverage: Coverage, path: Path) -> None:
         )
     )
     colours = ListedColormap([STATE_COLOURS[state] for state in CellState])
-    axes.imshow(
-        grid,
-        cmap=colours,
-        vmin=-0.5,
-        vmax=len(CellState) - 0.5,
-        aspect="auto",
-        interpolation="nearest",
-    )
+    # One image per band of rows: matplotlib resamples an image to the pixels it covers in
+    # float RGBA (~32 bytes a pixel), 650 MB for 1,000 devices in one piece; a band is at
+    # most ~1,100 px tall. The pixels are one image's, but for a rare one on a band's edge
+    # whose nearest row is a rounding tie (3 of 13 million for 1,000 devices).
+    for top in range(0, n_rows, _ROWS_PER_IMAGE):
+        bottom = min(top + _ROWS_PER_IMAGE, n_rows)
+        axes.imshow(
+            grid[top:bottom],
+            cmap=colours,
+            vmin=-0.5,
+            vmax=len(CellState) - 0.5,
+            aspect="auto",
+            interpolation="nearest",
+            extent=(-0.5, n_cols - 0.5, bottom - 0.5, top - 0.5),
+        )
+    axes.set_xlim(-0.5, n_cols - 0.5)
+    axes.set_ylim(n_rows - 0.5, -0.5)
     label_size = 8.0 if n_rows <= 40 else 6.0
     axes.set_yticks(
         range(n_rows),
-        [f"{row.device.name or row.device.uuid} · {row.device.type}" for row in coverage.rows],
+        [f"{device.name or device.uuid} · {device.type}" for device in coverage.devices],
         fontsize=label_size,
     )
     step = max(1, round(n_cols / 24))
@@ -83,17 +91,16 @@ def write_png(coverage: Coverage, path: Path) -> None:
     axes.set_xticks(ticks, [columns[i].label for i in ticks], rotation=60, ha="right", fontsize=7)
     if n_cols <= 120:
         # Thin white gaps between cells: the eye counts days, not a smear.
-        axes.set_xticks(np.arange(-0.5, n_cols, 1), minor=True)
-        axes.set_yticks(np.arange(-0.5, n_rows, 1), minor=True)
-        axes.grid(which="minor", color="white", linewidth=0.6 if n_cols <= 60 else 0.3)
-        axes.tick_params(which="minor", length=0)
-    for index, row in enumerate(coverage.rows):
-        complete = sum(1 for cell in row.cells.values() if cell.state is CellState.COMPLETE)
-        counted = sum(1 for cell in row.cells.values() if cell.state is not CellState.NO_DATA)
+        gap = 0.6 if n_cols <= 60 else 0.3
+        axes.vlines(np.arange(-0.5, n_cols, 1), -0.5, n_rows - 0.5, colors="white", linewidth=gap)
+        axes.hlines(np.arange(-0.5, n_rows, 1), -0.5, n_cols - 0.5, colors="white", linewidth=gap)
+    complete = aggregated.days_of(CellState.COMPLETE).tolist()
+    counted = aggregated.days_with_data().tolist()
+    for index in range(n_rows):
         axes.text(
             1.01,
             index,
-            f"{complete}/{counted}",
+            f"{complete[index]}/{counted[index]}",
             va="center",
             ha="left",
             fontsize=label_size,
