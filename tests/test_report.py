@@ -289,7 +289,8 @@ def _html_states(page: str) -> dict[tuple[str, dt.date], CellState]:
 def test_report_matches_checkpoint_and_verify_on_an_archive_with_holes(
     tmp_path: Path,
 ) -> None:
-    """Failed windows, a range edge, a deleted file and unfetched days each get their colour."""
+    """Failed windows, a range edge, a deleted file and unfetched days each get their colour;
+    a --devices selection that matches no device is refused (exit 2)."""
     sim = SimulatorProcess(
         seed=4, devices=3, days=5, cadence_s=600, fault_rate=0.05, fault_kinds="500,503"
     ).start()
@@ -329,6 +330,13 @@ def test_report_matches_checkpoint_and_verify_on_an_archive_with_holes(
             assert code == 0, printed
             assert (folder / "coverage.png").stat().st_size > 0
             pages[mode] = _html_states((folder / "coverage.html").read_text())
+        # A selection that names no device of the archive: a bad option, nothing written.
+        nowhere = tmp_path / "nowhere"
+        code, _ = _cli(
+            "report", "--out", str(out), "--output-dir", str(nowhere), "--devices", "nosuch"
+        )
+        assert code == 2
+        assert not nowhere.exists()
     finally:
         sim.stop()
     states = pages["verify"]

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from harvester.cli.common import HelpFormatter, add_common_options, load_config, setup_logging
-from harvester.errors import StorageError
+from harvester.errors import ConfigError, StorageError
 
 PNG_NAME = "coverage.png"
 HTML_NAME = "coverage.html"
@@ -64,6 +64,9 @@ def _report(args: argparse.Namespace) -> int:
     setup_logging(args)
     config = load_config(args)
     coverage = collect_coverage(config, verify=args.verify)
+    if not coverage.devices and (config.devices or config.device_type != "ALL"):
+        chosen = ", ".join(config.devices) if config.devices else f"type {config.device_type}"
+        raise ConfigError(f"no device of the archive matches the selection ({chosen})")
     output: Path = args.output_dir
     try:
         output.mkdir(parents=True, exist_ok=True)
