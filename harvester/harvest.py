@@ -15,6 +15,7 @@ import contextlib
 import datetime as dt
 import os
 import socket
+import threading
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
@@ -30,7 +31,13 @@ from harvester.api.client import ClientSettings
 from harvester.api.client import SensitClient as SensitClient
 from harvester.archive.availability import record_availability
 from harvester.archive.checkpoint.journal import CheckpointJournal
-from harvester.archive.integrity import damaged_days, trusting_only_intact, whole_days_only_intact
+from harvester.archive.integrity import (
+    FileFacts,
+    damaged_days,
+    facts_of_vouched_files,
+    trusting_only_intact,
+    whole_days_only_intact,
+)
 from harvester.archive.layout import DEVICES_NAME, checkpoint_prefix, lock_key, run_key, state_key
 from harvester.archive.opening import open_storage
 from harvester.archive.schemas import SchemaRegistry
@@ -68,7 +75,11 @@ def retry_policy(config: HarvestConfig) -> RetryPolicy:
 
 
 def make_plan(
-    config: HarvestConfig, availability: Availability, journal: CheckpointJournal, storage: Storage
+    config: HarvestConfig,
+    availability: Availability,
+    journal: CheckpointJournal,
+    storage: Storage,
+    facts: Mapping[str, FileFacts] | None = None,
 ) -> Plan:
     """The windows to fetch; a day whose file is missing or damaged is fetched again whole.
 
@@ -83,6 +94,7 @@ def make_plan(
         hi,
         journal.finished_days,
         journal.whole_days_of,
+        facts,
     )
     return plan_windows(
         availability,
@@ -267,6 +279,19 @@ async def run_harvest(
     return summary
 
 
+def _vouched_file_facts(
+    storage: Storage, config: HarvestConfig, journal: CheckpointJournal, stopped: Callable[[], bool]
+) -> dict[str, FileFacts]:
+    """``facts_of_vouched_files`` of the devices this run covers (``--devices``/``--type``)."""
+    lo, hi = local_days_to_utc(config.since, config.until, config.zone)
+    types = {
+        uuid: kind
+        for uuid, kind in journal.device_types().items()
+        if (not config.devices or uuid in config.devices) and config.device_type in ("ALL", kind)
+    }
+    return facts_of_vouched_files(storage, types, journal.finished_days, lo, hi, stopped)
+
+
 def _open_for_run(
     storage: Storage, config: HarvestConfig, run_id: str
 ) -> tuple[str, CheckpointJournal]:
@@ -287,16 +312,39 @@ async def _harvest(
     """The run under its lock: fills ``summary`` in as it goes."""
     partition, journal = await asyncio.to_thread(_open_for_run, storage, config, run_id)
     gate = RequestGate(config.rps)
+    # The files the checkpoint vouches for are looked at while discovery runs: on a large
+    # archive that is most of the time between the last discovery answer and the first fetch.
+    no_facts = threading.Event()
+    facts = asyncio.ensure_future(
+        asyncio.to_thread(
+            _vouched_file_facts,
+            storage,
+            config,
+            journal,
+            lambda: no_facts.is_set() or stop.is_set(),
+        )
+    )
     async with SensitClient(settings) as client:
         discovery = None
-        if not stop.is_set():
-            discovery = await _unless_stopped(discover(client, config, gate), stop)
+        try:
+            if not stop.is_set():
+                discovery = await _unless_stopped(discover(client, config, gate), stop)
+        except BaseException:
+            no_facts.set()
+            with contextlib.suppress(Exception):
+                await facts
+            raise
         if discovery is None:
+            no_facts.set()
+            await facts
             return
+        file_facts = await facts
         summary.devices_failed = discovery.failed
         await asyncio.to_thread(_record_discovery, storage, config, discovery)
         crashpoints.hit("planning")
-        plan = await asyncio.to_thread(make_plan, config, discovery.availability, journal, storage)
+        plan = await asyncio.to_thread(
+            make_plan, config, discovery.availability, journal, storage, file_facts
+        )
         summary.devices, summary.days = plan.devices, plan.days
         summary.windows_planned, summary.windows_reused = plan.windows_total, plan.windows_reused
         log.info(

@@ -88,6 +88,7 @@ def damaged_days(
     hi: dt.datetime | None,
     finished_days: FinishedDays | None = None,
     whole_days: WholeDays | None = None,
+    facts: Mapping[str, FileFacts] | None = None,
 ) -> set[DayKey]:
     """The in-range device-days whose checkpointed records have no readable file, or (month
     files) a file that holds fewer rows than the checkpoint vouches for (warned).
@@ -95,7 +96,8 @@ def damaged_days(
     With ``finished_days`` (the journal's days with finished windows) only the periods holding
     such a day are looked at: a fleet's million available days cost nothing when the
     checkpoint holds few of them. With ``whole_days`` the rows vouched for on a whole-slot day
-    are read from its arrays, without making its windows.
+    are read from its arrays, without making its windows. ``facts`` (``read_file_facts``
+    of files looked at beforehand, e.g. while discovery ran) spare reading those again.
     """
     started = time.perf_counter()
     partition = archive_partition(storage)
@@ -118,9 +120,11 @@ def damaged_days(
         for period, in_range, vouched in vouched_periods:
             checked += 1
             key = partition_file_key(device.type, device.uuid, period.first, partition)
-            problem = file_problem(storage, key)
-            if problem is None and partition != DAY:
-                problem = _rows_problem(storage, key, vouched)
+            known = facts.get(key) if facts is not None else None
+            frame, rows = known if known is not None else read_file_facts(storage, key, partition)
+            problem = frame
+            if problem is None and rows is not None and rows < vouched:
+                problem = f"holds {rows} rows, fewer than the {vouched} the checkpoint vouches for"
             if problem is not None:
                 damaged.update((device.uuid, day) for day in in_range)
                 log.warning("day_file_damaged", key=key, problem=problem, action=action)
@@ -234,15 +238,47 @@ def _vouched_rows(finished: Sequence[FinishedWindow]) -> int:
     return sum(per_slot.values())
 
 
-def _rows_problem(storage: Storage, key: str, vouched: int) -> str | None:
+#: What a data file says of itself: what is wrong with its frame (None: whole), and its
+#: footer's row count (month files; None for day files, or when the frame is wrong).
+FileFacts = tuple[str | None, int | None]
+
+
+def read_file_facts(storage: Storage, key: str, partition: str) -> FileFacts:
+    """``file_problem`` of the file and, for a month file, its footer's row count."""
+    problem = file_problem(storage, key)
+    if problem is not None or partition == DAY:
+        return problem, None
     try:
         with storage.open_input(key) as handle:
-            rows = int(pq.ParquetFile(handle).metadata.num_rows)
+            return None, int(pq.ParquetFile(handle).metadata.num_rows)
     except (pa.ArrowException, OSError, StorageError) as exc:
-        return f"unreadable footer ({exc})"
-    if rows < vouched:
-        return f"holds {rows} rows, fewer than the {vouched} the checkpoint vouches for"
-    return None
+        return f"unreadable footer ({exc})", None
+
+
+def facts_of_vouched_files(
+    storage: Storage,
+    device_types: Mapping[str, str],
+    finished_days: FinishedDays,
+    lo: dt.datetime | None,
+    hi: dt.datetime | None,
+    stop: Callable[[], bool] = lambda: False,
+) -> dict[str, FileFacts]:
+    """``read_file_facts`` of every file holding a finished day of the checkpoint's devices
+    (``device_types``: uuid → type) in ``[lo, hi)``, found from the checkpoint alone, so that a
+    run can look at them while discovery runs; ``stop()`` ends it early (what is left is
+    read by ``damaged_days``)."""
+    partition = archive_partition(storage)
+    facts: dict[str, FileFacts] = {}
+    for uuid, device_type in device_types.items():
+        finished = np.fromiter(finished_days(uuid), np.int64)
+        for first in np.unique(period_firsts(finished, partition)).tolist():
+            if stop():
+                return facts
+            period = period_of(dt.date.fromordinal(first), partition)
+            if day_overlaps(period.first, None, hi) and day_overlaps(period.last, lo, None):
+                key = partition_file_key(device_type, uuid, period.first, partition)
+                facts[key] = read_file_facts(storage, key, partition)
+    return facts
 
 
 def whole_days_only_intact(whole_days: WholeDays, damaged: set[DayKey]) -> WholeDays:

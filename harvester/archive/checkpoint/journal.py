@@ -344,6 +344,13 @@ class CheckpointJournal:
             recent = {day.toordinal() for owner, day in self._recent_by_day if owner == uuid}
         return set(stored.tolist()) | recent if recent else stored.tolist()
 
+    def device_types(self) -> dict[str, str]:
+        """The type of each device with finished windows (uuid → type)."""
+        with self._state_lock:
+            types: dict[str, str] = dict(self._finished.device_types())
+            types.update((w.device_uuid, w.device_type) for w in self._recent.values())
+        return types
+
     def whole_days_of(self, uuid: str) -> WholeSlotDays:
         """One device's whole-slot days (see ``slots``), but none with windows recorded since
         the last fold: those are only answered by ``finished_for``."""

@@ -33,7 +33,7 @@ from harvester.archive.checkpoint.slots import (
     split_whole_days,
 )
 from harvester.archive.checkpoint.totals import DayProgress, DayRows, DayTotals, totals_per_device
-from harvester.models import DEVICE_TYPES, FailedWindow, FinishedWindow, WholeSlotDays
+from harvester.models import DEVICE_TYPES, DeviceType, FailedWindow, FinishedWindow, WholeSlotDays
 
 __all__ = ["DayProgress", "DayTotals", "FinishedState", "day_totals", "from_rows", "resolve"]
 
@@ -92,6 +92,16 @@ class FinishedState:
         loose = self.loose.start[self.loose.code == code] // fmt.DAY_MS
         days: IntArray = np.union1d(key_day(whole.keys), loose) + _EPOCH_ORDINAL
         return days
+
+    def device_types(self) -> dict[str, DeviceType]:
+        """The type of each device with finished windows (as its windows were recorded)."""
+        types = {
+            self.uuids[code]: DEVICE_TYPES[int(part.type_code[0])]
+            for code, part in self.days.items()
+        }
+        for code, kind in zip(self.loose.code.tolist(), self.loose.type_code.tolist(), strict=True):
+            types.setdefault(self.uuids[code], DEVICE_TYPES[kind])
+        return types
 
     def whole_days_of(self, uuid: str) -> WholeSlotDays:
         """One device's whole-slot days, for the planner to decide them all at once."""
