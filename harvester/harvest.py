@@ -280,7 +280,11 @@ async def run_harvest(
 
 
 def _vouched_file_facts(
-    storage: Storage, config: HarvestConfig, journal: CheckpointJournal, stopped: Callable[[], bool]
+    storage: Storage,
+    partition: str,
+    config: HarvestConfig,
+    journal: CheckpointJournal,
+    stopped: Callable[[], bool],
 ) -> dict[str, FileFacts]:
     """``facts_of_vouched_files`` of the devices this run covers (``--devices``/``--type``)."""
     lo, hi = local_days_to_utc(config.since, config.until, config.zone)
@@ -289,7 +293,7 @@ def _vouched_file_facts(
         for uuid, kind in journal.device_types().items()
         if (not config.devices or uuid in config.devices) and config.device_type in ("ALL", kind)
     }
-    return facts_of_vouched_files(storage, types, journal.finished_days, lo, hi, stopped)
+    return facts_of_vouched_files(storage, partition, types, journal.finished_days, lo, hi, stopped)
 
 
 def _open_for_run(
@@ -319,6 +323,7 @@ async def _harvest(
         asyncio.to_thread(
             _vouched_file_facts,
             storage,
+            partition,
             config,
             journal,
             lambda: no_facts.is_set() or stop.is_set(),

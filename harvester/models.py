@@ -6,7 +6,7 @@ All datetimes are timezone-aware UTC. Intervals are half-open: ``[start, end)``.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, Literal, overload
 
@@ -185,6 +185,19 @@ class WholeSlotDays:
     sealed: npt.NDArray[np.bool_]
     records: npt.NDArray[np.int64]
     """The records of all the day's finished windows."""
+
+    def without(self, days: Collection[int]) -> WholeSlotDays:
+        """These days but ``days`` (ordinals)."""
+        if not days:
+            return self
+        keep = ~np.isin(self.days, np.fromiter(days, np.int64))
+        return WholeSlotDays(
+            self.days[keep],
+            self.mask[keep],
+            self.day_count[keep],
+            self.sealed[keep],
+            self.records[keep],
+        )
 
 
 @overload

@@ -378,13 +378,15 @@ def test_files_looked_at_during_discovery_decide_as_files_read_when_planning(
         (dt.datetime(2024, 1, 31, tzinfo=dt.UTC), None),
         (None, dt.datetime(2024, 1, 31, tzinfo=dt.UTC)),
     ]:
-        facts = facts_of_vouched_files(storage, {SPOD.uuid: SPOD.type}, finished_days, lo, hi)
+        facts = facts_of_vouched_files(
+            storage, "month", {SPOD.uuid: SPOD.type}, finished_days, lo, hi
+        )
         assert list(facts) == [path.relative_to(tmp_path).as_posix()]
         assert facts[path.relative_to(tmp_path).as_posix()][0] is None or damage == "cut"
         read_then = damaged_days(storage, _days(), lambda _u, d: windows[d], lo, hi)
         told = damaged_days(storage, _days(), lambda _u, d: windows[d], lo, hi, facts=facts)
         assert told == read_then
     stopped = facts_of_vouched_files(
-        storage, {SPOD.uuid: SPOD.type}, finished_days, None, None, lambda: True
+        storage, "month", {SPOD.uuid: SPOD.type}, finished_days, None, None, lambda: True
     )
     assert stopped == {}

@@ -260,6 +260,7 @@ def read_file_facts(storage: Storage, key: str, partition: str) -> FileFacts:
 
 def facts_of_vouched_files(
     storage: Storage,
+    partition: str,
     device_types: Mapping[str, str],
     finished_days: FinishedDays,
     lo: dt.datetime | None,
@@ -270,7 +271,6 @@ def facts_of_vouched_files(
     (``device_types``: uuid → type) in ``[lo, hi)``, found from the checkpoint alone, so that a
     run can look at them while discovery runs; ``stop()`` ends it early (what is left is
     read by ``damaged_days``)."""
-    partition = archive_partition(storage)
     facts: dict[str, FileFacts] = {}
     for uuid, device_type in device_types.items():
         finished = np.fromiter(finished_days(uuid), np.int64)
@@ -290,15 +290,8 @@ def whole_days_only_intact(whole_days: WholeDays, damaged: set[DayKey]) -> Whole
         return whole_days
 
     def lookup(uuid: str) -> WholeSlotDays:
-        held = whole_days(uuid)
-        bad = [day.toordinal() for owner, day in damaged if owner == uuid]
-        keep = ~np.isin(held.days, bad)
-        return WholeSlotDays(
-            held.days[keep],
-            held.mask[keep],
-            held.day_count[keep],
-            held.sealed[keep],
-            held.records[keep],
+        return whole_days(uuid).without(
+            [day.toordinal() for owner, day in damaged if owner == uuid]
         )
 
     return lookup

@@ -37,7 +37,6 @@ from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass
 from typing import BinaryIO, Final
 
-import numpy as np
 import pyarrow as pa
 import structlog
 
@@ -357,15 +356,7 @@ class CheckpointJournal:
         with self._state_lock:
             whole = self._finished.whole_days_of(uuid)
             recent = [day.toordinal() for owner, day in self._recent_by_day if owner == uuid]
-        if not recent:
-            return whole
-        keep = ~np.isin(whole.days, recent)
-        return WholeSlotDays(
-            *(
-                getattr(whole, name)[keep]
-                for name in ("days", "mask", "day_count", "sealed", "records")
-            )
-        )
+        return whole.without(recent)
 
     def failed(self) -> Sequence[FailedWindow]:
         """Windows whose last attempt failed and that have not finished since."""

@@ -153,11 +153,6 @@ class SlotDays:
         at = int(self.keys.searchsorted(key))
         return at if at < len(self.keys) and int(self.keys[at]) == key else -1
 
-    def rows_of_code(self, code: int) -> slice:
-        lo = int(self.keys.searchsorted(code << 32))
-        hi = int(self.keys.searchsorted((code + 1) << 32))
-        return slice(lo, hi)
-
     def member(self, keys: IntArray) -> BoolArray:
         """For each of ``keys``: is it a row here."""
         at = np.minimum(self.keys.searchsorted(keys), max(len(self.keys) - 1, 0))
