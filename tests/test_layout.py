@@ -19,10 +19,12 @@ from harvester.archive.layout import (
     checked_prefix,
     day_file_key,
     decode_value,
+    device_prefix,
     encode_value,
     is_temporary,
     key_kind,
     parse_day_key,
+    parse_device_prefix,
     unusable_uuid,
 )
 from harvester.archive.schemas import SchemaRegistry
@@ -101,6 +103,16 @@ def test_a_hostile_uuid_makes_a_checked_four_segment_key(uuid: str) -> None:
     assert len(key.split("/")) == 4
     assert not is_temporary(key)
     assert parse_day_key(key) == ("FMD", uuid, DAY)
+    assert parse_device_prefix(device_prefix("FMD", uuid)) == ("FMD", uuid)
+
+
+@pytest.mark.parametrize(
+    "folder",
+    ["device_type=FMD/", "device_type=FMD/x=1/", "a/device_id=1/", "device_type=/device_id=1/"],
+)
+def test_parse_device_prefix_refuses_other_folders(folder: str) -> None:
+    """Only a ``device_type=T/device_id=U/`` folder with both values names a device."""
+    assert parse_device_prefix(folder) is None
 
 
 def test_unusable_uuids_are_named_with_their_reason() -> None:

@@ -77,7 +77,8 @@ def test_location_parsing() -> None:
 
 
 def test_round_trip_list_and_delete(endpoint: str, bucket: str) -> None:
-    """Written objects read back whole and by range; listing is recursive under a folder."""
+    """Written objects read back whole and by range; listing is recursive under a folder;
+    a folder listing names one level."""
     storage = storage_at(endpoint, bucket)
     storage.write_file("a/b/one.bin", lambda h: h.write(b"first"))
     storage.write_file("a/two.bin", lambda h: h.write(b"second"))
@@ -92,6 +93,9 @@ def test_round_trip_list_and_delete(endpoint: str, bucket: str) -> None:
     assert storage.list_files("nothing/here") == []
     assert storage.exists("a/two.bin")
     assert not storage.exists("a/b")
+    assert storage.list_folders() == ["a/", "c/"]
+    assert storage.list_folders("a") == storage.list_folders("a/") == ["a/b/"]
+    assert storage.list_folders("nothing/") == []
     storage.write_file("a/two.bin", lambda h: h.write(b"replaced"))
     assert storage.read_bytes("a/two.bin") == b"replaced"
     storage.delete("a/b/one.bin")

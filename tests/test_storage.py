@@ -169,3 +169,38 @@ def test_encoded_names_with_percent_equals_and_unicode_round_trip(tmp_path: Path
         storage.write_file(key, lambda h, k=key: h.write(k.encode()))
     assert storage.list_files() == sorted(keys)
     assert [storage.read_bytes(key) for key in keys] == [key.encode() for key in keys]
+
+
+def test_listing_names_every_file_below_a_prefix_sorted_and_enters_no_linked_folder(
+    tmp_path: Path,
+) -> None:
+    """``list_files`` returns every file at any depth below the prefix as keys, sorted; a link
+    to a file is listed, a link to a folder is not walked into, folders are not listed."""
+    root, elsewhere = tmp_path / "out", tmp_path / "elsewhere"
+    storage = LocalStorage(root)
+    keys = ["d/b/2.bin", "d/a/1.bin", "d/a/c/3.bin", "e/4.bin", "top.bin"]
+    for key in keys:
+        storage.write_file(key, lambda h: h.write(b"x"))
+    (root / "d" / "empty").mkdir()
+    elsewhere.mkdir()
+    (elsewhere / "inner.bin").write_bytes(b"y")
+    (root / "d" / "linked").symlink_to(elsewhere)
+    (root / "d" / "file-link.bin").symlink_to(root / "top.bin")
+    assert storage.list_files() == sorted([*keys, "d/file-link.bin"])
+    assert storage.list_files("d/a/") == ["d/a/1.bin", "d/a/c/3.bin"]
+    assert storage.list_files("nowhere/") == []
+
+
+def test_folder_listing_names_one_level_of_folders_as_prefixes(tmp_path: Path) -> None:
+    """``list_folders`` returns the folders directly below a prefix, sorted, as prefixes ending
+    in ``/`` (with or without the slash asked); files and linked folders are not among them."""
+    root = tmp_path / "out"
+    storage = LocalStorage(root)
+    for key in ["t=b/d=2/x.bin", "t=a/d=1/y.bin", "t=a/d=3/deeper/z.bin", "t=a/file.bin"]:
+        storage.write_file(key, lambda h: h.write(b"x"))
+    (tmp_path / "elsewhere").mkdir()
+    (root / "t=a" / "d=linked").symlink_to(tmp_path / "elsewhere")
+    assert storage.list_folders() == ["t=a/", "t=b/"]
+    assert storage.list_folders("t=a/") == ["t=a/d=1/", "t=a/d=3/"]
+    assert storage.list_folders("t=a") == ["t=a/d=1/", "t=a/d=3/"]
+    assert storage.list_folders("t=c/") == []

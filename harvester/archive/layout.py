@@ -194,6 +194,18 @@ def parse_day_key(key: str) -> tuple[str, str, dt.date] | None:
     return device_type, uuid, period.first
 
 
+def parse_device_prefix(prefix: str) -> tuple[str, str] | None:
+    """``(device type, uuid)`` of a :func:`device_prefix`, decoded; None for other folders."""
+    parts = prefix.removesuffix("/").split("/")
+    if len(parts) != 2:
+        return None
+    type_field, _, type_value = parts[0].partition("=")
+    id_field, _, uuid = parts[1].partition("=")
+    if type_field != "device_type" or id_field != "device_id" or not type_value or not uuid:
+        return None
+    return decode_value(type_value), decode_value(uuid)
+
+
 def key_device(key: str) -> tuple[str, str]:
     """``(device type, uuid)`` of a data key of either partition, decoded."""
     device_type, _, rest = key.partition("/")
@@ -214,6 +226,11 @@ def checked_prefix(prefix: str) -> str:
     if prefix:
         checked_key(prefix.removesuffix("/"))
     return prefix
+
+
+def folder_prefix(prefix: str) -> str:
+    """A listing prefix as a folder's: empty, or ending in ``/``."""
+    return prefix if not prefix or prefix.endswith("/") else f"{prefix}/"
 
 
 def _key_problem(key: str) -> str | None:

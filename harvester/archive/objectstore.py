@@ -40,7 +40,7 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 import structlog
 
-from harvester.archive.layout import checked_key, checked_prefix
+from harvester.archive.layout import checked_key, checked_prefix, folder_prefix
 from harvester.archive.storage import LocalStorage, Storage, StorageLock
 from harvester.errors import LockedError, StorageError
 
@@ -238,6 +238,15 @@ class ObjectStorage:
             info.path[start:]
             for info in self._infos(prefix, recursive=True)
             if info.type == pafs.FileType.File
+        )
+
+    def list_folders(self, prefix: str = "") -> list[str]:
+        prefix = folder_prefix(prefix)
+        start = len(self.root) + 1
+        return sorted(
+            f"{info.path[start:]}/"
+            for info in self._infos(prefix, recursive=False)
+            if info.type == pafs.FileType.Directory
         )
 
     def top_level_names(self) -> list[str]:
