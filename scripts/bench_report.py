@@ -17,48 +17,57 @@ reads them, without the millions of files and windows behind them:
 
 Stages, in one fresh process with the console script's settings for ``report``
 (``entry.keep_pandas_out``, ``entry.tune_process``), in ``collect_coverage``'s order and with
-its ``release_freed_heap`` calls: the imports (numpy, pyarrow, the report modules: the
+its ``release_free_heap`` calls: the imports (numpy, pyarrow, the report modules: the
 baseline), reading the availability copy, loading the checkpoint's totals and the stored rows,
-``build_coverage``, ``periods`` + ``aggregate``, ``write_html``, ``write_png`` (matplotlib
-imported there). Prints per stage the RSS now, the peak so far (``ru_maxrss``) and its rise
-over the baseline, and the stage's CPU (user + system) and wall seconds. Reading the files'
-footers, one small read per file, is not part of it. ``--smoke``: 20 devices x 60 days.
+``coverage_parts`` (64 devices at a time) and ``joined``, ``periods`` + ``aggregate``,
+``write_html``, ``write_png`` (matplotlib imported there). Prints per stage the RSS now, the
+peak so far (``ru_maxrss``) and its rise over the baseline, and the stage's CPU (user +
+system) and wall seconds. Reading the files' footers, one small read per file, is not part
+of it (``bench_scale``'s ``report`` of a finished archive is). ``--smoke``: 20 devices x 60
+days.
 
-1,000 x 1,400 on the shared 2-core machine, before (``journal.days()``, dicts of dicts, a
-``DayCell`` per device-day; the same stages, the dicts built from the same inputs) and after:
+1,000 x 1,400 on the shared 2-core machine: before (``journal.days()``, dicts of dicts, a
+``DayCell`` per device-day; the same stages, the dicts built from the same inputs), columnar
+(one join of the whole fleet, the PNG one figure) and now (the join in parts, the PNG in
+bands of 24 rows streamed into the file):
 
-==========================  =========================  =========================
-stage                       before: peak (rise), CPU   after: peak (rise), CPU
-==========================  =========================  =========================
-baseline (imports)          86 MB                      97 MB
-inputs                      650 MB (+563), 7.4 s       207 MB (+111), 0.2 s
-build_coverage              820 MB (+733), 46 s        283 MB (+187), 0.4 s
-aggregate, HTML             820 MB (+733), 3.9 s       283 MB (+187), 0.8 s
-PNG (1,000 rows)            1,231 MB (+1,145), 14 s    361 MB (+264), 9-10 s
-==========================  =========================  =========================
+================  ========================  ======================  ======================
+stage             before: peak (rise), CPU  columnar                now
+================  ========================  ======================  ======================
+baseline          86 MB                     97 MB                   86 MB
+inputs            650 MB (+563), 7.4 s      207 MB (+111), 0.2 s    197 MB (+111), 0.2 s
+the join          820 MB (+733), 46 s       283 MB (+187), 0.4 s    245 MB (+159), 0.6 s
+aggregate, HTML   820 MB (+733), 3.9 s      283 MB (+187), 0.8 s    245 MB (+159), 0.7 s
+PNG (1,000 rows)  1,231 MB (+1,145), 14 s   361 MB (+264), 9-10 s   245 MB (+159), 12 s
+================  ========================  ======================  ======================
 
-Of the rise: the three inputs are 90 MB of columns, and reading the availability copy holds
-its uuid column as text (56 MB) until it is encoded; the join adds 76 MB (the cells are
-35 MB); the PNG, whose canvas alone is 14,591 x 2,035 px (119 MB), ~160 MB over what is
-live then, most of its CPU matplotlib laying out 2,000 labels.
+Of the rise now: the three inputs are 90 MB of columns, and reading the availability copy
+holds its uuid column as text (56 MB) until it is encoded; the PNG's bands stay below what
+the join left behind (one band: ~16 MB), most of its CPU matplotlib laying out 2,000 labels.
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime as dt
+import functools
 import resource
 import subprocess
 import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Sequence
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT)]
 
-from harvester.entry import keep_pandas_out, tune_process  # noqa: E402  -- after the path
+from harvester.entry import (  # noqa: E402  -- after the path
+    keep_pandas_out,
+    release_free_heap,
+    tune_process,
+)
 
 # The console script's process settings for ``report``, before numpy loads.
 keep_pandas_out()
@@ -76,9 +85,8 @@ from harvester.archive.layout import DEVICES_NAME, HARVEST_DIR  # noqa: E402
 from harvester.archive.storage import LocalStorage  # noqa: E402
 from harvester.inspect.report import Coverage, StoredRows, read_devices, summary_line  # noqa: E402
 from harvester.inspect.report_html import write_html  # noqa: E402
-from harvester.inspect.report_join import build_coverage  # noqa: E402
+from harvester.inspect.report_join import coverage_parts, joined  # noqa: E402
 from harvester.inspect.report_periods import aggregate, periods  # noqa: E402
-from harvester.inspect.sources import release_freed_heap  # noqa: E402
 from harvester.models import DEVICE_TYPES, Device, DeviceDays  # noqa: E402
 
 FIRST = dt.date(2020, 1, 1)
@@ -223,19 +231,44 @@ class Stages:
 
 
 def collect(folder: Path, stages: Stages) -> Coverage:
-    """What ``inspect.sources.collect_coverage`` does, in its order, the checkpoint and the
-    footers loaded from ``prepare``'s columns: only the coverage outlives it."""
+    """What ``inspect.sources.collect_coverage`` does, in its order and with the console
+    script's ``release_free_heap`` where it calls it, the checkpoint and the footers loaded
+    from ``prepare``'s columns (a part's stored rows taken from them): only the coverage
+    outlives it."""
     storage = LocalStorage(folder)
     server = read_availability_columns(storage)
+    release_free_heap()
     stages.done("availability")
     days, files = load_inputs(folder)
     stages.done("checkpoint, footers")
-    release_freed_heap()
-    coverage = build_coverage(read_devices(storage), days, files, server)
-    stages.done("build_coverage")
+    release_free_heap()
+    parts = []
+    for part in coverage_parts(
+        read_devices(storage), days, files.devices, server, functools.partial(_part_of, files)
+    ):
+        parts.append(part)
+        release_free_heap()
+    stages.done(f"coverage_parts ({len(parts)})")
     del days, files, server
-    release_freed_heap()
+    release_free_heap()
+    coverage = joined(parts)
+    stages.done("joined")
     return coverage
+
+
+def _part_of(files: StoredRows, folders: Sequence[tuple[str, str]]) -> StoredRows:
+    """The stored rows of ``folders``, as ``read_stored`` of those folders returns them."""
+    wanted = set(folders)
+    codes = [code for code, folder in enumerate(files.devices) if folder in wanted]
+    rows = np.isin(files.code, codes)
+    renumber = np.zeros(len(files.devices), np.int32)
+    renumber[codes] = np.arange(len(codes), dtype=np.int32)
+    return StoredRows(
+        [files.devices[code] for code in codes],
+        renumber[files.code[rows]],
+        files.day[rows],
+        files.rows[rows],
+    )
 
 
 def main() -> None:

@@ -7,12 +7,14 @@ import datetime as dt
 import io
 import itertools
 import re
+import socket
 import struct
 import sys
 from collections import Counter
 from pathlib import Path
 
 import numpy as np
+import orjson
 import pytest
 import structlog
 
@@ -352,3 +354,26 @@ def test_report_matches_checkpoint_and_verify_on_an_archive_with_holes(
     assert by_day[dt.date(2024, 1, 1)] == {CellState.NOT_FETCHED}
     assert CellState.PARTIAL in by_day[dt.date(2024, 1, 2)] | {CellState.FAILED}
     assert by_day[dt.date(2024, 1, 5)] <= {CellState.PARTIAL, CellState.FAILED}
+
+
+def test_report_verify_refuses_a_checkpoint_it_cannot_read_before_asking_the_server(
+    tmp_path: Path,
+) -> None:
+    """``report --verify`` on an archive whose checkpoint another version wrote exits 2 for
+    the checkpoint, before any request: nothing listens at the base URL, which would have been
+    exit 1 had it asked first."""
+    checkpoint = tmp_path / "out" / "_harvest" / "checkpoint"
+    checkpoint.mkdir(parents=True)
+    header = {"checkpoint_version": 99, "run_id": "future", "generation": 99, "seq": 0}
+    segment = checkpoint / "seg-0000000099-00000000-future.jsonl"
+    segment.write_text(orjson.dumps({**header, "entries": 0, "devices": []}).decode() + "\n")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        nobody = f"http://127.0.0.1:{probe.getsockname()[1]}"
+    code, _ = _cli(
+        "report", "--out", str(tmp_path / "out"), "--output-dir", str(tmp_path / "report"),
+        "--verify", "--base-url", nobody, "--email", "a@b.c", "--password", "p",
+    )  # fmt: skip
+    assert code == 2
+    assert segment.read_text().startswith('{"checkpoint_version":99')
+    assert not (tmp_path / "report").exists()

