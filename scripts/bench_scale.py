@@ -31,6 +31,7 @@ it is in the format this code writes.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
 import json
 import os
@@ -41,6 +42,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -55,15 +57,30 @@ EMAIL, PASSWORD = "demo@example.com", "demo"
 #: A command still running after this long is interrupted (and reported as such).
 TIMEOUT_S = 600.0
 MB = 300.0
+#: How often a measured command is checked for its end (and its log for an awaited event).
+POLL_S = 0.05
 
 
 def _measured(
-    argv: list[str], stop_after_s: float | None = None, timeout_s: float | None = None
+    argv: list[str],
+    stop_after_s: float | None = None,
+    timeout_s: float | None = None,
+    *,
+    stop_after_event: str | None = None,
 ) -> tuple[dict[str, Any], str]:
     """Run ``python -m harvester *argv``; its CPU seconds, peak RSS (MB) and stderr (the
-    figures carry the first and last lines of stdout under ``stdout``)."""
+    figures carry the first and last lines of stdout under ``stdout``).
+
+    Interrupted ``stop_after_s`` seconds after its start, or with ``stop_after_event`` that
+    many seconds after its log first names that event (the wait for the event bounded by
+    ``timeout_s``, else ``TIMEOUT_S``: still waiting then, it is marked ``timed_out``)."""
     env = dict(os.environ, SENSIT_EMAIL=EMAIL, SENSIT_PASSWORD=PASSWORD)
     limit = stop_after_s if stop_after_s is not None else timeout_s
+    awaited: bytes | None = None
+    if stop_after_event is not None:
+        if stop_after_s is None:
+            raise ValueError("stop_after_event counts stop_after_s from the event")
+        awaited, limit = f'"{stop_after_event}"'.encode(), timeout_s or TIMEOUT_S
     timed_out = False
     with tempfile.TemporaryFile(mode="w+") as err, tempfile.TemporaryFile(mode="w+") as out:
         process = subprocess.Popen(
@@ -74,17 +91,23 @@ def _measured(
             cwd=ROOT,
         )
         started = time.monotonic()
+        deadline = None if limit is None else started + limit
+        scanned = 0
         # Reaped by wait4 alone (poll would reap it first, and its usage would be lost).
-        pid, status, usage = os.wait4(process.pid, 0 if limit is None else os.WNOHANG)
-        while pid == 0 and time.monotonic() - started < limit:  # type: ignore[operator]
-            time.sleep(0.2)
+        pid, status, usage = os.wait4(process.pid, 0 if deadline is None else os.WNOHANG)
+        while pid == 0 and deadline is not None and time.monotonic() < deadline:
+            time.sleep(POLL_S)
+            if awaited is not None and stop_after_s is not None:
+                seen, scanned = _logged(err.fileno(), awaited, scanned)
+                if seen:
+                    awaited, deadline = None, time.monotonic() + stop_after_s
             pid, status, usage = os.wait4(process.pid, os.WNOHANG)
         if pid == 0:
-            timed_out = stop_after_s is None
+            timed_out = stop_after_s is None or awaited is not None
             process.send_signal(signal.SIGINT)
             grace = time.monotonic() + 60  # to drain and save its checkpoint
             while pid == 0 and time.monotonic() < grace:
-                time.sleep(0.2)
+                time.sleep(POLL_S)
                 pid, status, usage = os.wait4(process.pid, os.WNOHANG)
             if pid == 0:
                 process.kill()
@@ -104,6 +127,14 @@ def _measured(
     if timed_out:
         figures["timed_out"] = True
     return figures, log
+
+
+def _logged(fd: int, needle: bytes, offset: int) -> tuple[bool, int]:
+    """Whether the whole lines written to the log file ``fd`` from ``offset`` on hold
+    ``needle``, and the offset after them (``pread``: the writer's file position is shared)."""
+    chunk = os.pread(fd, max(0, os.fstat(fd).st_size - offset), offset)
+    end = chunk.rfind(b"\n") + 1
+    return needle in chunk[:end], offset + end
 
 
 def _events(log: str) -> list[dict[str, Any]]:
@@ -136,16 +167,43 @@ def _gap(log: str) -> float | None:
     return round(events["plan_ready"] - events["discovered"], 2)
 
 
-def measure(devices: int, days: int, run_s: float) -> dict[str, Any]:
-    """Plan and start a harvest of the fleet into an empty archive; the figures of each."""
+def simulator(devices: int, days: int) -> SimulatorProcess:
+    """The fleet's simulator (hourly data), as ``measure`` and ``measure_archives`` start it."""
+    return SimulatorProcess(devices=devices, days=days, cadence_s=3600, timeout_s=300)
+
+
+@contextlib.contextmanager
+def _served(devices: int, days: int, base_url: str | None) -> Iterator[str]:
+    """``base_url`` (a ``simulator(devices, days)`` the caller runs), else a new one's URL."""
+    if base_url is not None:
+        yield base_url
+        return
+    with simulator(devices, days) as sim:
+        yield sim.url
+
+
+def measure(
+    devices: int,
+    days: int,
+    run_s: float,
+    *,
+    run_from: str | None = None,
+    base_url: str | None = None,
+) -> dict[str, Any]:
+    """Plan and start a harvest of the fleet into an empty archive; the figures of each. The
+    run is interrupted ``run_s`` seconds after its start, or after its log event ``run_from``
+    (``plan_ready``: a small fleet's run then reaches its pool however loaded the machine).
+    Against ``base_url``, a running ``simulator(devices, days)``, else one started here."""
     with (
-        SimulatorProcess(devices=devices, days=days, cadence_s=3600, timeout_s=300) as sim,
+        _served(devices, days, base_url) as url,
         tempfile.TemporaryDirectory() as work,
     ):
-        common = ["--base-url", sim.url, "--log-format", "json", "--rps", "100000"]
+        common = ["--base-url", url, "--log-format", "json", "--rps", "100000"]
         plan, _ = _measured(["plan", *common, "--out", f"{work}/plan"])
         run, log = _measured(
-            ["run", *common, "--out", f"{work}/run", "--concurrency", "32"], stop_after_s=run_s
+            ["run", *common, "--out", f"{work}/run", "--concurrency", "32"],
+            stop_after_s=run_s,
+            stop_after_event=run_from,
         )
         run["discovered_to_first_request_s"] = _gap(log)
     return {"devices": devices, "days": days, "plan": plan, "run": run}
@@ -215,21 +273,24 @@ def measure_archives(
     *,
     reuse_only: bool = False,
     timeout_s: float = TIMEOUT_S,
+    run_from: str | None = None,
+    base_url: str | None = None,
 ) -> dict[str, Any]:
     """Resume a half-done archive of the fleet (plan, run) and inspect a finished one (status,
-    verify, report); the figures of each, and of building them."""
+    verify, report); the figures of each, and of building them. The run is interrupted, and
+    the simulator chosen, as in ``measure``."""
     if keep is not None:
         # The run's hard-linked copy goes beside the kept archives: on the same file system.
         keep.parent.mkdir(parents=True, exist_ok=True)
     with (
-        SimulatorProcess(devices=devices, days=days, cadence_s=3600, timeout_s=300) as sim,
+        _served(devices, days, base_url) as url,
         tempfile.TemporaryDirectory(dir=keep.parent if keep else None) as work,
     ):
         root = keep if keep is not None else Path(work) / "archive"
         started = time.monotonic()
-        built = archives(sim.url, devices, days, partition, root, reuse_only=reuse_only)
+        built = archives(url, devices, days, partition, root, reuse_only=reuse_only)
         prepared_s = round(time.monotonic() - started, 1)
-        common = ["--base-url", sim.url, "--log-format", "json", "--rps", "100000"]
+        common = ["--base-url", url, "--log-format", "json", "--rps", "100000"]
         plan, _ = _measured(["plan", *common, "--out", str(built.half)], timeout_s=timeout_s)
         done = re.search(r"\((\d+) already done\)", "\n".join(plan["stdout"]))
         plan["windows_reused"] = int(done[1]) if done else None
@@ -237,7 +298,10 @@ def measure_archives(
         copy = Path(work) / "run"
         synth_archive.clone(built.half, copy)
         run, log = _measured(
-            ["run", *common, "--out", str(copy), "--concurrency", "32"], stop_after_s=run_s
+            ["run", *common, "--out", str(copy), "--concurrency", "32"],
+            stop_after_s=run_s,
+            timeout_s=timeout_s,
+            stop_after_event=run_from,
         )
         run["discovered_to_first_request_s"] = _gap(log)
         ready = next((e for e in _events(log) if e["event"] == "plan_ready"), {})
