@@ -313,9 +313,10 @@ def s3_archive(endpoint: str, bucket: str) -> pa.Table:
 
 @pytest.mark.slow
 def test_harvest_into_s3_equals_plain_client(
-    simulator: SimFactory, endpoint: str, bucket: str
+    simulator: SimFactory, endpoint: str, bucket: str, tmp_path: Path
 ) -> None:
-    """s3:// archive == plain client; rerun fetches nothing; status and verify read the bucket."""
+    """s3:// archive == plain client; rerun fetches nothing; status, verify and report read
+    the bucket (report's device folders listed one level at a time)."""
     sim = simulator(seed=11, devices=4, days=3, cadence_s=120)
     uri = f"s3://{bucket}/arch"
     code, stdout, _ = harvest_s3(sim, uri, endpoint, "--concurrency", "8", "--rps", "500")
@@ -337,6 +338,12 @@ def test_harvest_into_s3_equals_plain_client(
     status = orjson.loads(out.getvalue())
     assert status["devices"] == 4
     assert status["days"] == status["days_complete"] == 12
+    report = tmp_path / "report"
+    with contextlib.redirect_stdout(io.StringIO()) as out:
+        argv = ["report", "--out", uri, "--s3-endpoint", endpoint, "--output-dir", str(report)]
+        assert main(argv) == 0
+    assert "4 devices, device-days: 12 complete" in out.getvalue()
+    assert (report / "coverage.png").stat().st_size > 0
 
 
 def test_hostile_uuids_harvest_into_s3_under_the_prefix_only(endpoint: str, bucket: str) -> None:
