@@ -9,7 +9,9 @@ during 3, 6 checkpoint of 1 M windows, 7 scale (plan and first minutes of a run 
 devices x 5 years hourly, and the same fleet's half-done archive resumed and finished one
 inspected, scripts/bench_scale.py), and asyncio-throttle beside our pacer. The
 simulator runs in its own process; each harvest, floor and pandas job runs in a fresh process
-(``bench_child.py``) so its CPU time and peak RSS are its own. Rounds interleave the
+(``bench_child.py``, started through ``measured_child.py``'s small launcher: a child of the
+bench itself would count the bench's peak RSS as its own) so its CPU time and peak RSS are
+its own. Rounds interleave the
 contenders (the machine is noisy): the table quotes medians and the best round. Prints a
 table; writes every raw figure as JSON under ``--results``.
 ``--smoke`` shrinks every size so the whole run takes seconds (``make test`` runs it).
@@ -21,7 +23,6 @@ import argparse
 import datetime as dt
 import json
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -36,6 +37,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "scripts")]
 import bench_checkpoint  # noqa: E402  -- a sibling script, importable once scripts/ is on the path
 import bench_pacers  # noqa: E402  -- idem
 import bench_scale  # noqa: E402  -- idem
+import measured_child  # noqa: E402  -- idem
 
 from tests.support import plain_client  # noqa: E402  -- the vendor-document client, the baseline
 from tests.support.simproc import SimulatorProcess  # noqa: E402  -- idem
@@ -112,13 +114,22 @@ SMOKE = Sizes(
 
 
 def child(job: str, *args: str) -> dict[str, Any]:
-    """Run one ``bench_child.py`` job in a fresh process; its JSON figures."""
-    done = subprocess.run(
-        [sys.executable, CHILD, job, *args], capture_output=True, text=True, check=False
-    )
-    if done.returncode != 0:
-        raise RuntimeError(f"bench_child {job} failed: {done.stderr.strip()[-2000:]}")
-    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    """Run one ``bench_child.py`` job in a fresh process; its JSON figures. Started through
+    ``measured_child``'s launcher: a child of this process would count this process's peak
+    RSS in its own (``getrusage``)."""
+    with (
+        tempfile.TemporaryFile(mode="w+") as out,
+        tempfile.TemporaryFile(mode="w+") as err,
+        measured_child.Measured([sys.executable, CHILD, job, *args], stdout=out, stderr=err) as run,
+    ):
+        usage = run.wait()
+        assert usage is not None
+        out.seek(0)
+        err.seek(0)
+        printed, log = out.read(), err.read()
+    if usage.exit != 0:
+        raise RuntimeError(f"bench_child {job} failed ({usage.exit}): {log.strip()[-2000:]}")
+    result: dict[str, Any] = json.loads(printed.strip().splitlines()[-1])
     return result
 
 

@@ -4,7 +4,8 @@
         [--partition month|day] [--keep DIR | --reuse DIR] [--skip-empty] [--skip-archives]
 
 A simulator of ``devices`` devices with ``days`` days of hourly data each; then, each in a fresh
-process whose CPU time and peak RSS are its own (``os.wait4``):
+process whose CPU time and peak RSS are its own (``os.wait4`` in a small launcher,
+``measured_child.py``: a child of this process would report this process's peak as its own):
 
 - an EMPTY archive: ``harvester plan``, and ``harvester run`` interrupted after ``run_s``
   seconds (its first minute). From the run's JSON log, the seconds from the end of discovery
@@ -49,7 +50,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "scripts")]
 
-import synth_archive  # noqa: E402  -- a sibling script, importable once scripts/ is on the path
+import measured_child  # noqa: E402  -- a sibling script, importable once scripts/ is on the path
+import synth_archive  # noqa: E402  -- idem
 
 from tests.support.simproc import SimulatorProcess  # noqa: E402  -- needs ROOT on the path
 
@@ -73,7 +75,10 @@ def _measured(
 
     Interrupted ``stop_after_s`` seconds after its start, or with ``stop_after_event`` that
     many seconds after its log first names that event (the wait for the event bounded by
-    ``timeout_s``, else ``TIMEOUT_S``: still waiting then, it is marked ``timed_out``)."""
+    ``timeout_s``, else ``TIMEOUT_S``: still waiting then, it is marked ``timed_out``). An
+    interrupted command has 60 s to drain and save its checkpoint, then is killed (its figures
+    up to then are reported). It runs through ``measured_child``'s launcher, in a process group
+    of its own that is killed whole on the way out."""
     env = dict(os.environ, SENSIT_EMAIL=EMAIL, SENSIT_PASSWORD=PASSWORD)
     limit = stop_after_s if stop_after_s is not None else timeout_s
     awaited: bytes | None = None
@@ -82,46 +87,43 @@ def _measured(
             raise ValueError("stop_after_event counts stop_after_s from the event")
         awaited, limit = f'"{stop_after_event}"'.encode(), timeout_s or TIMEOUT_S
     timed_out = False
-    with tempfile.TemporaryFile(mode="w+") as err, tempfile.TemporaryFile(mode="w+") as out:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "harvester", *argv],
-            stdout=out,
-            stderr=err,
-            env=env,
-            cwd=ROOT,
-        )
+    with (
+        tempfile.TemporaryFile(mode="w+") as err,
+        tempfile.TemporaryFile(mode="w+") as out,
+        # Through a launcher: the command's peak RSS is its own, not this process's.
+        measured_child.Measured(
+            [sys.executable, "-m", "harvester", *argv], stdout=out, stderr=err, env=env, cwd=ROOT
+        ) as process,
+    ):
         started = time.monotonic()
         deadline = None if limit is None else started + limit
         scanned = 0
-        # Reaped by wait4 alone (poll would reap it first, and its usage would be lost).
-        pid, status, usage = os.wait4(process.pid, 0 if deadline is None else os.WNOHANG)
-        while pid == 0 and deadline is not None and time.monotonic() < deadline:
+        usage = process.poll() if deadline is not None else process.wait()
+        while usage is None and deadline is not None and time.monotonic() < deadline:
             time.sleep(POLL_S)
             if awaited is not None and stop_after_s is not None:
                 seen, scanned = _logged(err.fileno(), awaited, scanned)
                 if seen:
                     awaited, deadline = None, time.monotonic() + stop_after_s
-            pid, status, usage = os.wait4(process.pid, os.WNOHANG)
-        if pid == 0:
+            usage = process.poll()
+        if usage is None:
             timed_out = stop_after_s is None or awaited is not None
-            process.send_signal(signal.SIGINT)
-            grace = time.monotonic() + 60  # to drain and save its checkpoint
-            while pid == 0 and time.monotonic() < grace:
-                time.sleep(POLL_S)
-                pid, status, usage = os.wait4(process.pid, os.WNOHANG)
-            if pid == 0:
+            process.interrupt(signal.SIGINT)
+            usage = process.wait(timeout_s=60)  # to drain and save its checkpoint
+            if usage is None:
                 process.kill()
-                pid, status, usage = os.wait4(process.pid, 0)
-        process.returncode = os.waitstatus_to_exitcode(status)
+                usage = process.wait(timeout_s=60)
+            if usage is None:
+                raise RuntimeError(f"harvester {argv[0]} could not be stopped (its group killed)")
         err.seek(0)
         log = err.read()
         out.seek(0)
         printed = out.read().strip().splitlines()
     figures = {
-        "exit": process.returncode,
+        "exit": usage.exit,
         "wall_s": round(time.monotonic() - started, 2),
-        "cpu_s": round(usage.ru_utime + usage.ru_stime, 2),
-        "peak_rss_mb": round(usage.ru_maxrss / 1024, 1),
+        "cpu_s": round(usage.cpu_s, 2),
+        "peak_rss_mb": round(usage.peak_rss_mb, 1),
         "stdout": printed[:4] + printed[4:][-3:],
     }
     if timed_out:
