@@ -23,7 +23,7 @@ from harvester.models import (
     WholeSlotDays,
     WindowJob,
 )
-from harvester.plan.planner import Plan, estimate_seconds, plan_windows
+from harvester.plan.planner import Plan, among, ascending_unique, estimate_seconds, plan_windows
 from harvester.plan.windows import day_bounds, grid_slots, local_days_to_utc
 
 UTC = dt.UTC
@@ -590,3 +590,21 @@ def test_whole_slot_days_missing_a_slot_are_fetched_when_decided_from_arrays(
         whole_days=checkpoint.whole_days_of,
     )
     assert len(list(plan.jobs())) == (missing_slot is not None)
+
+
+@given(
+    values=st.lists(st.integers(-5, 40), max_size=30),
+    pool=st.lists(st.integers(-5, 40), max_size=30),
+    ordered=st.booleans(),
+)
+def test_days_in_order_are_made_unique_and_looked_up_as_numpy_does(
+    values: list[int], pool: list[int], ordered: bool
+) -> None:
+    """The checkpoint's days of a device, in order or not, repeated or not, are made unique
+    as ``np.unique`` makes them (without its sort when they come in order), and looking days
+    up among them answers as ``np.isin`` does."""
+    days = np.array(sorted(pool) if ordered else pool, np.int64)
+    unique = ascending_unique(days)
+    assert unique.tolist() == np.unique(days).tolist()
+    looked_up = np.array(values, np.int64)
+    assert among(looked_up, unique).tolist() == np.isin(looked_up, days).tolist()

@@ -53,7 +53,6 @@ _EPOCH_ORDINAL: Final = _EPOCH.date().toordinal()
 _MS: Final = dt.timedelta(milliseconds=1)
 _DAY_MS: Final = 86_400_000
 _WINDOW_MS: Final = WINDOW // _MS
-_SLOTS: Final = 12
 
 
 @dataclass(frozen=True)
@@ -207,8 +206,9 @@ def plan_windows(
         if isinstance(ordered, DeviceDays) and finished_days is not None:
             # Days the checkpoint holds nothing of, and whole-slot days that are up to date,
             # are counted from arrays; the others are decided one by one below.
-            decided = np.isin(ordered.days, np.fromiter(finished_days(device.uuid), np.int32))
-            fresh = np.where(decided, 0, _fresh_windows(ordered, lo, hi))
+            held = ascending_unique(np.fromiter(finished_days(device.uuid), np.int64))
+            decided = among(ordered.days.astype(np.int64), held)
+            fresh = np.where(decided, 0, _piece_slots(ordered, lo, hi)[1])
             days += int(np.count_nonzero(fresh))
             windows_total += int(fresh.sum())
             settled = _settled_days(ordered, whole_days, device, lo, hi)
@@ -301,31 +301,27 @@ def _settled_days(
         return _Settled(nothing, np.zeros(len(available), np.int64))
     at = np.minimum(np.searchsorted(whole.days, available.days), len(whole.days) - 1)
     held = whole.days[at] == available.days
-    day_start = (available.days.astype(np.int64) - _EPOCH_ORDINAL) * _DAY_MS
-    slot_start = day_start[:, None] + np.arange(_SLOTS, dtype=np.int64) * _WINDOW_MS
-    slot_end = slot_start + _WINDOW_MS
-    piece_start = slot_start if lo is None else np.maximum(slot_start, _ms(lo))
-    piece_end = slot_end if hi is None else np.minimum(slot_end, _ms(hi))
-    is_piece = (piece_start < piece_end) & (piece_start <= available.last_ms[:, None])
-    pieces = (is_piece.astype(np.int64) << np.arange(_SLOTS, dtype=np.int64)).sum(axis=1)
+    # A day's pieces are consecutive grid slots: ``count`` of them from ``first``, as a mask.
+    first, count = _piece_slots(available, lo, hi)
+    pieces = ((np.int64(1) << count) - 1) << np.where(count > 0, first, 0)
     mask = np.where(held, whole.mask[at].astype(np.int64), 0)
-    count = available.counts
     covered = held & (pieces != 0) & ((pieces & ~mask) == 0)
-    same_count = held & (whole.day_count[at] == count)
-    holds_whole_day = is_piece[:, 0].copy()
+    same_count = held & (whole.day_count[at] == available.counts)
+    holds_whole_day = (count > 0) & (first == 0)
     if lo is not None:
-        holds_whole_day &= _ms(lo) <= day_start
+        holds_whole_day &= _ms(lo) <= (available.days.astype(np.int64) - _EPOCH_ORDINAL) * _DAY_MS
     if hi is not None:
         holds_whole_day &= _ms(hi) > available.last_ms
-    adds_up = ~holds_whole_day | ((pieces == mask) & (whole.records[at] == count))
-    return _Settled(covered & same_count & adds_up, np.bitwise_count(pieces).astype(np.int64))
+    adds_up = ~holds_whole_day | ((pieces == mask) & (whole.records[at] == available.counts))
+    return _Settled(covered & same_count & adds_up, count)
 
 
-def _fresh_windows(
+def _piece_slots(
     available: DeviceDays, lo: dt.datetime | None, hi: dt.datetime | None
-) -> npt.NDArray[np.int64]:
-    """Per day, the windows ``_decide_day`` plans when the checkpoint holds none of the day:
-    grid slots meeting ``[lo, hi)`` whose clipped start is at or before the last record."""
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+    """Per day, the first grid slot of the windows ``_decide_day`` plans when the checkpoint
+    holds none of the day, and how many (consecutive) there are: grid slots meeting
+    ``[lo, hi)`` whose clipped start is at or before the last record."""
     day_start = (available.days.astype(np.int64) - _EPOCH_ORDINAL) * _DAY_MS
     day_end = day_start + _DAY_MS
     start = day_start if lo is None else np.maximum(day_start, _ms(lo))
@@ -335,7 +331,27 @@ def _fresh_windows(
     last_started = (available.last_ms - day_start) // _WINDOW_MS
     count = np.minimum(last_slot, last_started) - first + 1
     usable = (start < end) & (start <= available.last_ms)
-    return np.where(usable, np.maximum(count, 0), 0)
+    return first, np.where(usable, np.maximum(count, 0), 0)
+
+
+def ascending_unique(values: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
+    """``np.unique(values)``, without its sort when they come in order (as the checkpoint's
+    days of a device do)."""
+    if len(values) and bool(np.all(values[1:] >= values[:-1])):
+        kept: npt.NDArray[np.int64] = values[np.append(True, values[1:] != values[:-1])]
+        return kept
+    return np.unique(values)
+
+
+def among(values: npt.NDArray[np.int64], pool: npt.NDArray[np.int64]) -> npt.NDArray[np.bool_]:
+    """Which of ``values`` are in ``pool`` (sorted and unique: ``ascending_unique``):
+    ``np.isin`` without its sort of both (a fleet's planning asks it twice a device)."""
+    if not len(pool):
+        return np.zeros(len(values), np.bool_)
+    found: npt.NDArray[np.bool_] = (
+        pool[np.minimum(np.searchsorted(pool, values), len(pool) - 1)] == values
+    )
+    return found
 
 
 def _ms(t: dt.datetime) -> int:
