@@ -33,6 +33,7 @@ from harvester.archive.availability import record_availability
 from harvester.archive.checkpoint.journal import CheckpointJournal
 from harvester.archive.integrity import (
     FileFacts,
+    VouchedFileFacts,
     damaged_days,
     facts_of_vouched_files,
     trusting_only_intact,
@@ -285,7 +286,7 @@ def _vouched_file_facts(
     config: HarvestConfig,
     journal: CheckpointJournal,
     stopped: Callable[[], bool],
-) -> dict[str, FileFacts]:
+) -> VouchedFileFacts:
     """``facts_of_vouched_files`` of the devices this run covers (``--devices``/``--type``)."""
     lo, hi = local_days_to_utc(config.since, config.until, config.zone)
     types = {
@@ -334,6 +335,10 @@ async def _harvest(
         try:
             if not stop.is_set():
                 discovery = await _unless_stopped(discover(client, config, gate), stop)
+            if discovery is not None:
+                summary.devices_failed = discovery.failed
+                # Recorded while the look at the vouched files ends, in its own thread.
+                await asyncio.to_thread(_record_discovery, storage, config, discovery)
         except BaseException:
             no_facts.set()
             with contextlib.suppress(Exception):
@@ -344,8 +349,6 @@ async def _harvest(
             await facts
             return
         file_facts = await facts
-        summary.devices_failed = discovery.failed
-        await asyncio.to_thread(_record_discovery, storage, config, discovery)
         crashpoints.hit("planning")
         plan = await asyncio.to_thread(
             make_plan, config, discovery.availability, journal, storage, file_facts

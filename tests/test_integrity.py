@@ -261,4 +261,9 @@ def test_files_to_check_from_arrays_are_those_decided_day_by_day(
     from_arrays = _vouched_periods_from_arrays(
         DEVICE, days, partition, lo, hi, finished_for, finished_days, whole_days
     )
-    assert from_arrays == sorted(one_by_one, key=lambda found: found[0].first)
+    assert _plain(from_arrays) == sorted(_plain(one_by_one))
+
+
+def _plain(found: list[tuple[int, np.ndarray, int]]) -> list[tuple[int, list[int], int]]:
+    """Files to check as plain values (their in-range days as a list), to compare."""
+    return [(first, days.tolist(), vouched) for first, days, vouched in found]
