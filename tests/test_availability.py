@@ -5,9 +5,22 @@ from __future__ import annotations
 import datetime as dt
 from pathlib import Path
 
+import numpy as np
 import orjson
+import pyarrow as pa
+import pyarrow.compute as pc
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
-from harvester.archive.availability import read_availability, record_availability
+from harvester.archive import availability
+from harvester.archive.availability import (
+    SCHEMA,
+    read_availability,
+    read_availability_columns,
+    record_availability,
+)
+from harvester.archive.layout import state_key
 from harvester.archive.storage import LocalStorage
 from harvester.models import DayAvailability, Device, DeviceDays
 from harvester.plan.shards import Shard
@@ -58,3 +71,97 @@ def test_the_json_copy_of_earlier_versions_is_still_read(tmp_path: Path) -> None
     assert read_availability(storage) == {"a-1": {DAY: 4}, "b-2": {DAY: 9}}
     record_availability(storage, {B: _days(3)}, None)
     assert read_availability(storage) == {"a-1": {DAY: 4}, "b-2": {DAY: 3}}
+
+
+def _recorded(storage: LocalStorage) -> pa.Table:
+    key = state_key(None, "availability.arrow")
+    with pa.ipc.open_file(pa.py_buffer(storage.read_bytes(key))) as reader:
+        return reader.read_all()
+
+
+def _sorted_whole(kept: pa.Table, found: dict[Device, DeviceDays]) -> pa.Table:
+    """Every row, kept ones first and then device by device, sorted by uuid and day (stable):
+    what the recorded copy must hold, however its rows were put together."""
+    if kept.num_rows:
+        listed = pa.array([device.uuid for device in found], pa.string())
+        kept = kept.filter(pc.invert(pc.is_in(kept.column("uuid"), value_set=listed)))
+    tables = [kept] + [
+        pa.table(
+            [
+                pa.array([device.uuid] * len(days), pa.string()),
+                pa.array(days.days - dt.date(1970, 1, 1).toordinal(), pa.int32()).cast(pa.date32()),
+                pa.array(days.counts, pa.int64()),
+            ],
+            schema=SCHEMA,
+        )
+        for device, days in found.items()
+    ]
+    return pa.concat_tables(tables).sort_by([("uuid", "ascending"), ("day", "ascending")])
+
+
+_DEVICES = st.lists(
+    st.tuples(
+        st.sampled_from(["a-1", "b-2", "c-3", "Z"]),
+        st.sampled_from(["FMD", "SPOD"]),
+        st.lists(st.tuples(st.integers(0, 9), st.integers(0, 99)), max_size=6),
+    ),
+    max_size=5,
+)
+
+
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(before=_DEVICES, now=_DEVICES, batch_rows=st.sampled_from([1, 3, 1 << 18]))
+def test_the_recorded_copy_is_sorted_by_uuid_and_day_however_the_days_come(
+    tmp_path_factory: pytest.TempPathFactory,
+    before: list[tuple[str, str, list[tuple[int, int]]]],
+    now: list[tuple[str, str, list[tuple[int, int]]]],
+    batch_rows: int,
+) -> None:
+    """Whatever a run found (days out of order or repeated, a uuid under two types, devices
+    with no day) and whatever an earlier run recorded, the copy holds the rows of every
+    device, sorted by uuid and day, repeated days in the order found: as sorting them all
+    gives (a fleet's rows, found in uuid order and sorted, are written without a sort, a
+    batch of whole devices at a time), and the readers read it back whole."""
+    storage = LocalStorage(tmp_path_factory.mktemp("availability"))
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(availability, "_BATCH_ROWS", batch_rows)
+        _record_twice(storage, found_of(before), found_of(now))
+
+
+def found_of(devices: list[tuple[str, str, list[tuple[int, int]]]]) -> dict[Device, DeviceDays]:
+    return {
+        Device(uuid, kind, ""): DeviceDays(
+            np.array([DAY.toordinal() + day for day, _ in days], np.int32),
+            np.array([count for _, count in days], np.int64),
+            np.zeros(len(days), np.int64),
+        )
+        for uuid, kind, days in devices
+    }
+
+
+def _record_twice(
+    storage: LocalStorage, before: dict[Device, DeviceDays], now: dict[Device, DeviceDays]
+) -> None:
+    record_availability(storage, before, None)
+    kept = _recorded(storage)
+    assert kept.equals(_sorted_whole(SCHEMA.empty_table(), before))
+    record_availability(storage, now, None)
+    recorded = _recorded(storage)
+    assert recorded.equals(_sorted_whole(kept, now))
+    expected: dict[str, dict[dt.date, int]] = {}
+    names = (recorded.column(name).to_pylist() for name in SCHEMA.names)
+    for uuid, day, count in zip(*names, strict=True):
+        expected.setdefault(uuid, {})[day] = count
+    assert read_availability(storage) == expected
+    columns = read_availability_columns(storage)
+    assert [(columns.uuids[c], d, n) for c, d, n in zip(*_listed(columns), strict=True)] == [
+        (uuid, day.toordinal(), count)
+        for uuid, days in sorted(expected.items())
+        for day, count in sorted(days.items())
+    ]
+
+
+def _listed(columns: availability.AvailabilityColumns) -> tuple[list[int], list[int], list[int]]:
+    return columns.code.tolist(), columns.day.tolist(), columns.count.tolist()

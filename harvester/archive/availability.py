@@ -15,7 +15,7 @@ build as Python objects. An Arrow IPC file, not Parquet: the README's queries gl
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -211,29 +211,94 @@ def read_availability_columns(storage: Storage) -> AvailabilityColumns:
 def record_availability(
     storage: Storage, found: Mapping[Device, Sequence[DayAvailability]], shard: Shard | None
 ) -> None:
-    """Replaces the recorded days of the devices in ``found`` in this shard's copy."""
+    """Replaces the recorded days of the devices in ``found`` in this shard's copy.
+
+    A run over the whole fleet finds again every device the copy lists: the copy's uuid
+    column alone is read then, and the found rows are written device by device in uuid
+    order, a batch at a time, without a sort (1.4 M rows: the sort and the copies of every
+    row it took were the peak of a resumed run's memory).
+    """
     key = state_key(shard, AVAILABILITY_NAME)
-    kept = _read_table(storage, key) if storage.exists(key) else SCHEMA.empty_table()
-    if kept.num_rows:
-        listed = pa.array([device.uuid for device in found], pa.string())
-        kept = kept.filter(pc.invert(pc.is_in(kept.column("uuid"), value_set=listed)))
-    tables = [kept]
-    for device, days in found.items():
-        compact = days if isinstance(days, DeviceDays) else DeviceDays.of(days)
-        tables.append(
-            pa.table(
-                [
-                    pa.array(np.full(len(compact), device.uuid, object), pa.string()),
-                    pa.array(compact.days - _EPOCH_ORDINAL, pa.int32()).cast(pa.date32()),
-                    pa.array(compact.counts, pa.int64()),
-                ],
-                schema=SCHEMA,
-            )
-        )
-    merged = pa.concat_tables(tables).sort_by([("uuid", "ascending"), ("day", "ascending")])
+    kept = _kept_rows(storage, key, found)
+    devices = sorted(found.items(), key=lambda item: item[0].uuid)
+    parts = [(device.uuid, _compact(days)) for device, days in devices]
     sink = pa.BufferOutputStream()
     options = pa.ipc.IpcWriteOptions(compression="zstd")
     with pa.ipc.new_file(sink, SCHEMA, options=options) as writer:
-        writer.write_table(merged)
+        if kept.num_rows or not _in_order(parts):
+            rows = pa.Table.from_batches(list(_found_batches(parts)), SCHEMA)
+            merged = pa.concat_tables([kept, rows])
+            writer.write_table(merged.sort_by([("uuid", "ascending"), ("day", "ascending")]))
+        else:
+            for batch in _found_batches(parts):
+                writer.write_batch(batch)
     payload = sink.getvalue()
     storage.write_file(key, lambda handle: handle.write(payload))
+
+
+#: Rows of a batch of found devices written at once (whole devices: a batch may hold more).
+_BATCH_ROWS = 1 << 18
+
+
+def _compact(days: Sequence[DayAvailability]) -> DeviceDays:
+    return days if isinstance(days, DeviceDays) else DeviceDays.of(days)
+
+
+def _kept_rows(
+    storage: Storage, key: str, found: Mapping[Device, Sequence[DayAvailability]]
+) -> pa.Table:
+    """The rows of the copy at ``key`` of devices not in ``found``; its day and count columns
+    are read only when it holds such a row."""
+    if not storage.exists(key):
+        return SCHEMA.empty_table()
+    listed = pa.array([device.uuid for device in found], pa.string())
+    try:
+        buffer = pa.py_buffer(storage.read_bytes(key))
+        with pa.ipc.open_file(buffer) as reader:
+            uuid = reader.schema.get_field_index("uuid")
+        if uuid >= 0 and all(_among(batch.column(0), listed) for batch in _batches(buffer, [uuid])):
+            return SCHEMA.empty_table()
+        with pa.ipc.open_file(buffer) as reader:
+            table = reader.read_all().cast(SCHEMA)
+    except (pa.ArrowException, StorageError, OSError) as exc:
+        log.warning("availability_unreadable", key=key, error=str(exc))
+        return SCHEMA.empty_table()
+    return table.filter(pc.invert(pc.is_in(table.column("uuid"), value_set=listed)))
+
+
+def _among(uuids: pa.Array, listed: pa.Array) -> bool:
+    """Is every one of ``uuids`` one of ``listed``."""
+    return bool(pc.all(pc.is_in(uuids.cast(pa.string()), value_set=listed), min_count=0).as_py())
+
+
+def _in_order(parts: Sequence[tuple[str, DeviceDays]]) -> bool:
+    """Are the rows of ``parts`` (in uuid order) sorted by uuid and day as recorded: each
+    uuid once, its days ascending."""
+    return len({uuid for uuid, _ in parts}) == len(parts) and all(
+        bool(np.all(days.days[1:] >= days.days[:-1])) for _, days in parts
+    )
+
+
+def _found_batches(parts: Sequence[tuple[str, DeviceDays]]) -> Iterator[pa.RecordBatch]:
+    """The rows of ``parts``, in their order, in batches of whole devices of about
+    ``_BATCH_ROWS`` rows; each batch's uuid column is taken from its devices' uuids by row.
+    A batch's columns are put together by Arrow (whose memory goes back once written), from
+    each device's arrays."""
+    start = rows = 0
+    for end, (_, days) in enumerate(parts, 1):
+        rows += len(days)
+        if rows >= _BATCH_ROWS or end == len(parts):
+            group = parts[start:end]
+            uuids = pa.array([uuid for uuid, _ in group], pa.string())
+            code = [pa.array(np.full(len(d), i, np.int32)) for i, (_, d) in enumerate(group)]
+            day = [pa.array(d.days - _EPOCH_ORDINAL, pa.int32()) for _, d in group]
+            count = [pa.array(d.counts, pa.int64()) for _, d in group]
+            yield pa.record_batch(
+                [
+                    uuids.take(pa.concat_arrays([pa.array([], pa.int32()), *code])),
+                    pa.concat_arrays([pa.array([], pa.int32()), *day]).cast(pa.date32()),
+                    pa.concat_arrays([pa.array([], pa.int64()), *count]),
+                ],
+                schema=SCHEMA,
+            )
+            start, rows = end, 0
