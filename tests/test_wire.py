@@ -4,12 +4,18 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import enum
+from collections.abc import Mapping
+from typing import Any
 
 import orjson
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from harvester.api.wire import (
     day_entry,
+    is_int,
     jwt_claims,
     last_records_ms,
     number,
@@ -98,6 +104,71 @@ def test_day_entry_refuses_malformed_entries(item: dict[str, object]) -> None:
     is no time: ``last_records_ms``)."""
     with pytest.raises((TypeError, ValueError)):
         day_entry(item)
+
+
+def _day_entry_by_the_rules(item: Mapping[str, Any]) -> tuple[int, int, str]:
+    """``day_entry`` spelled out check by check: the rules its fast path must keep."""
+    key, count, last = item.get("_id"), item.get("count"), item.get("date")
+    if not isinstance(key, dict):
+        raise TypeError("no '_id' object")
+    year, month, day_of_month = (key.get(k) for k in ("year", "month", "day"))
+    if not (is_int(year) and is_int(month) and is_int(day_of_month)):
+        raise TypeError("'_id' needs integer year, month and day")
+    day = dt.date(year, month, day_of_month)
+    if not is_int(count) or not 0 <= count < 2**63:
+        raise TypeError("'count' is not a non-negative 64-bit integer")
+    if not isinstance(last, str):
+        raise TypeError("'date' is not a timestamp string")
+    return day.toordinal(), count, last
+
+
+class _Level(enum.IntEnum):
+    """An ``int`` that is not exactly ``int``: what a caller other than JSON might pass."""
+
+    THIRD = 3
+
+
+def _outcome(item: Mapping[str, Any]) -> object:
+    try:
+        return _day_entry_by_the_rules(item)
+    except (TypeError, ValueError, OverflowError) as exc:
+        return type(exc), str(exc)
+
+
+_NUMBERISH = st.one_of(
+    st.integers(-5, 40),
+    st.integers(1, 12),
+    st.integers(1900, 2100),
+    st.integers(2**62, 2**64),
+    st.booleans(),
+    st.floats(allow_nan=False, max_value=3000, min_value=-1),
+    st.none(),
+    st.text(max_size=3),
+    st.just(_Level.THIRD),
+)
+
+
+@given(
+    year=_NUMBERISH,
+    month=_NUMBERISH,
+    day=_NUMBERISH,
+    count=_NUMBERISH,
+    date=st.one_of(st.text(max_size=5), st.integers(), st.none()),
+    keyed=st.booleans(),
+)
+def test_day_entry_decides_every_entry_as_its_rules_say(
+    year: object, month: object, day: object, count: object, date: object, keyed: bool
+) -> None:
+    """Whatever the entry holds, ``day_entry`` returns what the rules return, or raises the
+    same error with the same message (the one line the client quotes): booleans, floats,
+    texts, ``int`` subclasses, impossible dates and out-of-range counts alike."""
+    ident = {"year": year, "month": month, "day": day} if keyed else [year, month, day]
+    item = {"_id": ident, "count": count, "date": date}
+    try:
+        found: object = day_entry(item)
+    except (TypeError, ValueError, OverflowError) as exc:
+        found = type(exc), str(exc)
+    assert found == _outcome(item)
 
 
 def test_short_json_is_bounded() -> None:
