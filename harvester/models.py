@@ -8,7 +8,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, Final, Literal, overload
+from typing import Any, Final, Literal, TypeVar, cast, overload
 
 import numpy as np
 import numpy.typing as npt
@@ -214,6 +214,29 @@ def is_complete_day(stored: Any, server_count: Any, windows_failed: Any) -> Any:
     of the day is failed (a failed window may hide records the count does not show yet).
     Element-wise on arrays (a fleet's days at once)."""
     return (windows_failed == 0) & (server_count > 0) & (stored == server_count)
+
+
+_Code = TypeVar("_Code", bound=npt.NDArray[np.integer])
+_Day = TypeVar("_Day", bound=npt.NDArray[np.integer])
+_Values = TypeVar("_Values", bound=npt.NDArray[np.integer])
+
+
+def last_of_each_device_day(code: _Code, day: _Day, values: _Values) -> tuple[_Code, _Day, _Values]:
+    """Rows keyed by (device code, day) sorted by that key with one row a key, the last given
+    of equal keys kept; as given when they already are (the usual case: no copy is made)."""
+    step = np.diff(code)
+    if bool(np.all((step > 0) | ((step == 0) & (np.diff(day) > 0)))):
+        return code, day, values
+    key = code.astype(np.int64) << 32 | day.astype(np.int64)
+    order = np.argsort(key, kind="stable")
+    key = key[order]
+    last = np.append(key[1:] != key[:-1], True)
+    kept = order[last]
+    return (
+        cast(_Code, code[kept]),
+        cast(_Day, day[kept]),
+        cast(_Values, values[kept]),
+    )
 
 
 @dataclass(frozen=True, slots=True)

@@ -34,7 +34,7 @@ from harvester.archive.layout import (
 )
 from harvester.archive.storage import Storage
 from harvester.errors import StorageError
-from harvester.models import DayAvailability, Device, DeviceDays
+from harvester.models import DayAvailability, Device, DeviceDays, last_of_each_device_day
 from harvester.plan.shards import Shard
 
 log = structlog.get_logger(__name__)
@@ -135,15 +135,9 @@ def merge_columns(copies: Sequence[AvailabilityColumns]) -> AvailabilityColumns:
         code, day, count = parts[0]
     else:
         code, day, count = (np.concatenate(c) for c in zip(_EMPTY, *parts, strict=True))
-    step = np.diff(code)
-    if not bool(np.all((step > 0) | ((step == 0) & (np.diff(day) > 0)))):
-        # Sort only when copies were merged or a copy repeated a day (a recorded copy is
-        # sorted and unique): stable, so the last of equal rows is the last read.
-        key = code.astype(np.int64) << 32 | day.astype(np.int64)
-        order = np.argsort(key, kind="stable")
-        key, code, day, count = key[order], code[order], day[order], count[order]
-        last = np.append(key[1:] != key[:-1], True)
-        code, day, count = code[last], day[last], count[last]
+    # A recorded copy is sorted and unique: only merged copies, or a copy that repeated a
+    # day, are sorted, the last of equal rows being the last read.
+    code, day, count = last_of_each_device_day(code, day, count)
     return AvailabilityColumns(uuids, code, day, count)
 
 

@@ -52,7 +52,7 @@ from harvester.archive.layout import (
 from harvester.archive.layout import Period as FilePeriod
 from harvester.archive.storage import Storage
 from harvester.errors import StorageError
-from harvester.models import Device, is_complete_day
+from harvester.models import Device, is_complete_day, last_of_each_device_day
 
 log = structlog.get_logger(__name__)
 
@@ -264,13 +264,13 @@ def _rows_by_day(storage: Storage, key: str, period: FilePeriod) -> _Counts:
 
 def device_folders(storage: Storage) -> list[tuple[str, str]]:
     """``(type, uuid)`` of every device folder of the archive, in listing order."""
-    folders = []
-    for type_folder in storage.list_folders():
-        if type_folder.startswith("device_type="):
-            for folder in storage.list_folders(type_folder):
-                if (device := parse_device_prefix(folder)) is not None:
-                    folders.append(device)
-    return folders
+    return [
+        device
+        for top in storage.list_folders()
+        if top != f"{HARVEST_DIR}/"
+        for folder in storage.list_folders(top)
+        if (device := parse_device_prefix(folder)) is not None
+    ]
 
 
 def read_stored(storage: Storage, folders: Sequence[tuple[str, str]] | None = None) -> StoredRows:
@@ -305,15 +305,9 @@ def read_stored(storage: Storage, folders: Sequence[tuple[str, str]] | None = No
             days.extend(file_days for file_days, _ in found)
             counts.extend(rows for _, rows in found)
     code, day, rows = np.concatenate(codes), np.concatenate(days), np.concatenate(counts)
-    step = np.diff(code)
-    if not bool(np.all((step > 0) | ((step == 0) & (np.diff(day) > 0)))):
-        # The listing is sorted, so a device's files come together and in day order; only a
-        # day file beside a month file breaks it. Stable, so the later listed of a day wins.
-        key = code.astype(np.int64) << 32 | day.astype(np.int64)
-        order = np.argsort(key, kind="stable")
-        key, code, day, rows = key[order], code[order], day[order], rows[order]
-        last = np.append(key[1:] != key[:-1], True)
-        code, day, rows = code[last], day[last], rows[last]
+    # The listing is sorted, so a device's files come together and in day order; only a day
+    # file beside a month file breaks it, and the later listed of the day wins.
+    code, day, rows = last_of_each_device_day(code, day, rows)
     return StoredRows(list(devices), code, day, rows)
 
 
