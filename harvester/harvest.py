@@ -23,6 +23,7 @@ from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+import numpy as np
 import orjson
 import structlog
 
@@ -32,10 +33,8 @@ from harvester.api.client import SensitClient as SensitClient
 from harvester.archive.availability import record_availability
 from harvester.archive.checkpoint.journal import CheckpointJournal
 from harvester.archive.integrity import (
-    FileFacts,
-    VouchedFileFacts,
+    FileSet,
     damaged_days,
-    facts_of_vouched_files,
     trusting_only_intact,
     whole_days_only_intact,
 )
@@ -80,11 +79,12 @@ def make_plan(
     availability: Availability,
     journal: CheckpointJournal,
     storage: Storage,
-    facts: Mapping[str, FileFacts] | None = None,
+    files: FileSet = "all",
 ) -> Plan:
     """The windows to fetch; a day whose file is missing or damaged is fetched again whole.
 
-    Reads a few bytes of every day file the checkpoint vouches for: call it from a thread.
+    Reads a few bytes of every vouched file among ``files`` (a run looks at the others while
+    it fetches: ``repair_plan``): call it from a thread.
     """
     lo, hi = local_days_to_utc(config.since, config.until, config.zone)
     damaged = damaged_days(
@@ -95,7 +95,7 @@ def make_plan(
         hi,
         journal.finished_days,
         journal.whole_days_of,
-        facts,
+        files,
     )
     return plan_windows(
         availability,
@@ -104,6 +104,44 @@ def make_plan(
         trusting_only_intact(journal.finished_for, damaged),
         journal.finished_days,
         whole_days_only_intact(journal.whole_days_of, damaged),
+    )
+
+
+def repair_plan(
+    config: HarvestConfig,
+    availability: Availability,
+    journal: CheckpointJournal,
+    storage: Storage,
+    stop: Callable[[], bool],
+) -> Plan:
+    """The days of the damaged files among those ``make_plan(files="written")`` left for
+    later (a run never writes them), fetched again whole, and no other day. Looks at every
+    such file (call it from a thread, while the run fetches); ``Interrupted`` once ``stop()``.
+    """
+    lo, hi = local_days_to_utc(config.since, config.until, config.zone)
+    damaged = damaged_days(
+        storage,
+        availability,
+        journal.finished_for,
+        lo,
+        hi,
+        journal.finished_days,
+        journal.whole_days_of,
+        "unwritten",
+        stop,
+    )
+    days: dict[str, list[int]] = {}
+    for owner, day in damaged:
+        days.setdefault(owner, []).append(day.toordinal())
+    only = {owner: np.unique(np.array(ordinals, np.int64)) for owner, ordinals in days.items()}
+    return plan_windows(
+        {device: available for device, available in availability.items() if device.uuid in only},
+        lo,
+        hi,
+        trusting_only_intact(journal.finished_for, damaged),
+        journal.finished_days,
+        whole_days_only_intact(journal.whole_days_of, damaged),
+        only.__getitem__,
     )
 
 
@@ -280,23 +318,6 @@ async def run_harvest(
     return summary
 
 
-def _vouched_file_facts(
-    storage: Storage,
-    partition: str,
-    config: HarvestConfig,
-    journal: CheckpointJournal,
-    stopped: Callable[[], bool],
-) -> VouchedFileFacts:
-    """``facts_of_vouched_files`` of the devices this run covers (``--devices``/``--type``)."""
-    lo, hi = local_days_to_utc(config.since, config.until, config.zone)
-    types = {
-        uuid: kind
-        for uuid, kind in journal.device_types().items()
-        if (not config.devices or uuid in config.devices) and config.device_type in ("ALL", kind)
-    }
-    return facts_of_vouched_files(storage, partition, types, journal.finished_days, lo, hi, stopped)
-
-
 def _open_for_run(
     storage: Storage, config: HarvestConfig, run_id: str
 ) -> tuple[str, CheckpointJournal]:
@@ -317,41 +338,17 @@ async def _harvest(
     """The run under its lock: fills ``summary`` in as it goes."""
     partition, journal = await asyncio.to_thread(_open_for_run, storage, config, run_id)
     gate = RequestGate(config.rps)
-    # The files the checkpoint vouches for are looked at while discovery runs: on a large
-    # archive that is most of the time between the last discovery answer and the first fetch.
-    no_facts = threading.Event()
-    facts = asyncio.ensure_future(
-        asyncio.to_thread(
-            _vouched_file_facts,
-            storage,
-            partition,
-            config,
-            journal,
-            lambda: no_facts.is_set() or stop.is_set(),
-        )
-    )
     async with SensitClient(settings) as client:
         discovery = None
-        try:
-            if not stop.is_set():
-                discovery = await _unless_stopped(discover(client, config, gate), stop)
-            if discovery is not None:
-                summary.devices_failed = discovery.failed
-                # Recorded while the look at the vouched files ends, in its own thread.
-                await asyncio.to_thread(_record_discovery, storage, config, discovery)
-        except BaseException:
-            no_facts.set()
-            with contextlib.suppress(Exception):
-                await facts
-            raise
+        if not stop.is_set():
+            discovery = await _unless_stopped(discover(client, config, gate), stop)
         if discovery is None:
-            no_facts.set()
-            await facts
             return
-        file_facts = await facts
+        summary.devices_failed = discovery.failed
+        await asyncio.to_thread(_record_discovery, storage, config, discovery)
         crashpoints.hit("planning")
         plan = await asyncio.to_thread(
-            make_plan, config, discovery.availability, journal, storage, file_facts
+            make_plan, config, discovery.availability, journal, storage, "written"
         )
         summary.devices, summary.days = plan.devices, plan.days
         summary.windows_planned, summary.windows_reused = plan.windows_total, plan.windows_reused
@@ -361,6 +358,19 @@ async def _harvest(
             days=plan.days,
             windows=plan.windows_to_fetch,
             reused=plan.windows_reused,
+        )
+        # The files the run never writes are looked at while it fetches (most of a large
+        # archive's): the days of damaged ones are fetched once the plan's are.
+        no_repair = threading.Event()
+        repairs = asyncio.ensure_future(
+            asyncio.to_thread(
+                repair_plan,
+                config,
+                discovery.availability,
+                journal,
+                storage,
+                lambda: no_repair.is_set() or stop.is_set(),
+            )
         )
         schemas = SchemaRegistry(storage)
         sink = ParquetSink(storage, schemas, partition)
@@ -383,6 +393,8 @@ async def _harvest(
             try:
                 await pool.run(plan.jobs(), plan.windows_to_fetch)
                 if not stop.is_set():
+                    await _repair(pool, repairs, summary, stop)
+                if not stop.is_set():
                     _check_settled(pool.stats)
                     await _align_widened(sink, schemas, executor, config.shard)
                     summary.days_short = await asyncio.to_thread(
@@ -401,8 +413,29 @@ async def _harvest(
                 summary.failure = InternalError(exc, "after the last window")
             finally:
                 summary.client = client.stats.as_dict()
+                no_repair.set()
+                with contextlib.suppress(Exception):
+                    await repairs
     if summary.failure is None:
         await asyncio.to_thread(journal.close)
+
+
+async def _repair(
+    pool: WindowPool, repairs: Awaitable[Plan], summary: RunSummary, stop: asyncio.Event
+) -> None:
+    """Fetch the days of the damaged files found while the plan's windows were fetched (the
+    plan counted their windows as reused)."""
+    try:
+        repair = await repairs
+    except Interrupted:
+        if stop.is_set():
+            return
+        raise
+    if not repair.windows_to_fetch:
+        return
+    log.info("repair_ready", days=repair.days, windows=repair.windows_to_fetch)
+    summary.windows_reused -= repair.windows_to_fetch
+    await pool.run(repair.jobs(), repair.windows_to_fetch)
 
 
 def _check_settled(stats: PoolStats) -> None:

@@ -2,8 +2,7 @@
 its frame, and a month file's row count from its footer, read with the frame in one open.
 
 A file cut anywhere or with a garbled footer is a problem, never a crash; a footer longer than
-the bytes first read is read whole; the facts gathered while discovery runs spare
-``damaged_days`` every file (and every key) it would otherwise look at again.
+the bytes first read is read whole.
 """
 
 from __future__ import annotations
@@ -12,24 +11,16 @@ import datetime as dt
 from pathlib import Path
 from typing import BinaryIO
 
-import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from harvester.archive.integrity import (
-    VouchedFileFacts,
-    _periods_meeting,
-    damaged_days,
-    facts_of_vouched_files,
-    read_file_facts,
-)
-from harvester.archive.layout import ARCHIVE_KEY, partition_file_key, period_of
+from harvester.archive.integrity import read_file_facts
+from harvester.archive.layout import ARCHIVE_KEY, partition_file_key
 from harvester.archive.storage import LocalStorage
-from harvester.models import Device, DeviceDays, FinishedWindow, WholeSlotDays
-from harvester.plan.windows import day_overlaps
+from harvester.models import Device, FinishedWindow
 
 DEVICE = Device(uuid="1001", type="SPOD", name="S")
 JAN = dt.date(2024, 1, 1)
@@ -126,84 +117,3 @@ def _windows(days: list[dt.date], records: int) -> dict[dt.date, list[FinishedWi
         ]
         for day in days
     }
-
-
-@pytest.mark.parametrize("rows", [6, 5])
-def test_facts_gathered_beforehand_spare_every_file_and_name_each_key(
-    tmp_path: Path, rows: int
-) -> None:
-    """The facts gathered from the checkpoint alone name each file's key by its device type,
-    uuid and month; ``damaged_days`` given them opens no file and decides as it does reading
-    them (a file short of the rows vouched for damages every in-range day of its month)."""
-    storage, _ = month_archive(tmp_path, rows=rows)
-    days = [JAN, JAN + dt.timedelta(days=1), JAN + dt.timedelta(days=2)]
-    windows = _windows(days, 2)
-    ordinals = np.array([day.toordinal() for day in days], np.int32)
-    availability = {
-        DEVICE: DeviceDays(
-            ordinals,
-            np.full(3, 2, np.int64),
-            (ordinals.astype(np.int64) - 719_163) * 86_400_000 + 3_600_000,
-        )
-    }
-
-    def finished_for(_uuid: str, day: dt.date) -> list[FinishedWindow]:
-        return windows.get(day, [])
-
-    def finished_days(_uuid: str) -> list[int]:
-        return ordinals.tolist()
-
-    def whole_days(_uuid: str) -> WholeSlotDays:
-        return _no_whole_days()
-
-    facts = facts_of_vouched_files(
-        storage, "month", {DEVICE.uuid: DEVICE.type}, finished_days, None, None
-    )
-    assert isinstance(facts, VouchedFileFacts)
-    assert facts.named == {(DEVICE.type, DEVICE.uuid, JAN.toordinal()): KEY}
-    assert isinstance(storage, CountingStorage)
-    opened = storage.opened
-    args = (storage, availability, finished_for, None, None, finished_days, whole_days)
-    told = damaged_days(*args, facts)
-    assert storage.opened == opened
-    assert told == damaged_days(*args)
-    assert told == (set() if rows == 6 else {(DEVICE.uuid, day) for day in days})
-
-
-def _no_whole_days() -> WholeSlotDays:
-    return WholeSlotDays(
-        np.zeros(0, np.int32),
-        np.zeros(0, np.uint16),
-        np.zeros(0, np.int64),
-        np.zeros(0, np.bool_),
-        np.zeros(0, np.int64),
-    )
-
-
-@given(
-    offsets=st.lists(st.integers(-70, 400), max_size=25),
-    partition=st.sampled_from(["day", "month"]),
-    edges=st.tuples(st.none() | st.integers(-80, 420), st.none() | st.integers(-80, 420)),
-    hour=st.integers(0, 23),
-)
-def test_the_files_looked_at_are_those_whose_period_meets_the_range(
-    offsets: list[int], partition: str, edges: tuple[int | None, int | None], hour: int
-) -> None:
-    """The periods whose files are looked at, found from arrays, are those holding a finished
-    day whose first day starts before the range ends and whose last day ends after it starts
-    (leap years and month ends included)."""
-    base = dt.date(2023, 12, 15)
-    days = np.array([(base + dt.timedelta(days=o)).toordinal() for o in offsets], np.int64)
-    lo, hi = (
-        None
-        if edge is None
-        else dt.datetime.combine(base, dt.time(hour), dt.UTC) + dt.timedelta(days=edge)
-        for edge in edges
-    )
-    periods = {period_of(dt.date.fromordinal(int(o)), partition) for o in days}
-    expected = sorted(
-        p.first.toordinal()
-        for p in periods
-        if day_overlaps(p.first, None, hi) and day_overlaps(p.last, lo, None)
-    )
-    assert _periods_meeting(days, partition, lo, hi).tolist() == expected

@@ -24,13 +24,17 @@ from harvester.archive.integrity import (
     file_problem,
     trusting_only_intact,
 )
-from harvester.archive.layout import ARCHIVE_KEY, day_file_key
+from harvester.archive.layout import ARCHIVE_KEY, day_file_key, partition_file_key
 from harvester.archive.storage import LocalStorage
+from harvester.errors import Interrupted
 from harvester.models import DayAvailability, Device, DeviceDays, FinishedWindow, WholeSlotDays
+from harvester.plan.planner import plan_windows
+from harvester.plan.windows import grid_slots
 from tests.support.crash_harness import EMAIL, PASSWORD, archive_problems
 from tests.support.inproc import harvest, record_requests
-from tests.support.plain_client import collect_all
+from tests.support.plain_client import collect_all, list_devices, sign_in
 from tests.support.simproc import SimFactory, SimulatorProcess
+from tests.test_planner import SPOD, FakeCheckpoint, FakeServer, every_minute, fetch_all
 
 FLEET = {"seed": 41, "devices": 3, "days": 2, "cadence_s": 600}
 DAY = dt.date(2024, 1, 1)
@@ -126,6 +130,94 @@ def test_only_files_holding_a_finished_day_are_looked_at(tmp_path: Path, partiti
     )
 
 
+def _archive_one_window_short(
+    root: Path, partition: str
+) -> tuple[LocalStorage, dict[Device, DeviceDays], FakeCheckpoint, list[str]]:
+    """A SPOD's four days across a month's end, every window finished but the last day's
+    last: each file holding the rows the checkpoint vouches for; and the files' keys."""
+    storage = LocalStorage(root)
+    storage.write_file(ARCHIVE_KEY, lambda h: h.write(b'{"partition": "%s"}' % partition.encode()))
+    server, checkpoint = FakeServer(), FakeCheckpoint()
+    start = dt.datetime(2024, 1, 30, tzinfo=dt.UTC)
+    server.add(SPOD, every_minute(start, start + dt.timedelta(days=4), step_s=600))
+    fetch_all(
+        plan_windows(server.availability(), None, None, checkpoint.finished_for), server, checkpoint
+    )
+    last = (start + dt.timedelta(days=3)).date()
+    del checkpoint.entries[(SPOD.uuid, last)][grid_slots(last)[-1]]
+    rows: dict[str, int] = {}
+    for (_, day), windows in checkpoint.entries.items():
+        key = partition_file_key(SPOD.type, SPOD.uuid, day, partition)
+        rows[key] = rows.get(key, 0) + sum(w.records for w in windows.values())
+    for key, count in rows.items():
+        path = root / key
+        path.parent.mkdir(parents=True, exist_ok=True)
+        pq.write_table(pa.table({"_id": [str(i) for i in range(count)]}), path)
+    availability = {SPOD: DeviceDays.of(server.availability()[SPOD])}
+    return storage, availability, checkpoint, sorted(rows)
+
+
+@pytest.mark.parametrize("partition", ["day", "month"])
+def test_files_a_run_writes_into_are_looked_at_apart_from_the_others(
+    tmp_path: Path, partition: str
+) -> None:
+    """The files a plan may write into (``files="written"``: here the file of the last day,
+    one window short, or its month's) and the others (``"unwritten"``, which a run looks at
+    while it fetches) part what looking at every file finds: whichever file is cut, the look
+    at its own part finds its days, the other look nothing."""
+    storage, availability, checkpoint, keys = _archive_one_window_short(tmp_path, partition)
+    written = partition_file_key(SPOD.type, SPOD.uuid, dt.date(2024, 2, 2), partition)
+    assert len(keys) == (4 if partition == "day" else 2)
+    for key in [None, *keys]:
+        if key is not None:
+            path = tmp_path / key
+            whole = path.read_bytes()
+            path.write_bytes(whole[:-9])
+        found = {
+            files: damaged_days(
+                storage,
+                availability,
+                checkpoint.finished_for,
+                None,
+                None,
+                checkpoint.finished_days,
+                checkpoint.whole_days_of,
+                files,
+            )
+            for files in ("all", "written", "unwritten")
+        }
+        assert found["all"] == (
+            set() if key is None else {(SPOD.uuid, d) for d in _days_of(key, partition)}
+        )
+        assert found["written"] == (found["all"] if key == written else set())
+        assert found["unwritten"] == (found["all"] if key != written else set())
+        if key is not None:
+            path.write_bytes(whole)
+
+
+def _days_of(key: str, partition: str) -> list[dt.date]:
+    days = [dt.date(2024, 1, 30) + dt.timedelta(days=i) for i in range(4)]
+    return [d for d in days if partition_file_key(SPOD.type, SPOD.uuid, d, partition) == key]
+
+
+def test_a_stopped_look_ends_with_interrupted(tmp_path: Path) -> None:
+    """A look asked to stop ends, device by device, with ``Interrupted`` (never a partial
+    answer taken for the whole)."""
+    storage, availability, checkpoint, _ = _archive_one_window_short(tmp_path, "day")
+    with pytest.raises(Interrupted):
+        damaged_days(
+            storage,
+            availability,
+            checkpoint.finished_for,
+            None,
+            None,
+            checkpoint.finished_days,
+            checkpoint.whole_days_of,
+            "unwritten",
+            stop=lambda: True,
+        )
+
+
 def test_trusting_only_intact_hides_damaged_days() -> None:
     """The wrapped lookup answers nothing for a damaged day and passes the others through."""
     lookup = trusting_only_intact(lambda uuid, day: [finished(3)], {(DEVICE.uuid, DAY)})
@@ -162,6 +254,34 @@ def test_damaged_day_file_is_fetched_again_whole(
     pq.read_metadata(victim)
     assert archive_problems(out, collect_all(sim.url, EMAIL, PASSWORD)) == []
     # Repaired means trusted again: a third run fetches nothing.
+    settled = record_requests(sim.stats())
+    assert harvest(sim.url, out)[0] == 0
+    assert record_requests(sim.stats()) == settled
+
+
+def test_a_damaged_file_the_plan_never_writes_is_fetched_again_after_the_plans_windows(
+    simulator: SimFactory, tmp_path: Path
+) -> None:
+    """A run with devices still to fetch does not wait for the look at the files it never
+    writes: it fetches the plan's windows, then the days of such a file found cut meanwhile,
+    in the same run (exit 0, the archive exact, nothing left for the next run)."""
+    sim = simulator(**FLEET)
+    out = tmp_path / "out"
+    done = list_devices(sim.url, sign_in(sim.url, EMAIL, PASSWORD))[0]["uuid"]
+    assert harvest(sim.url, out, "--devices", done)[0] == 0
+    victim = sorted(out.rglob("*.parquet"))[0]
+    victim.write_bytes(victim.read_bytes()[:-9])
+    code, stdout, stderr = harvest(sim.url, out, "-v")
+    assert code == 0, stdout
+    events = [line for line in stderr.splitlines() if '"event":"' in line]
+    plan_ready = next(i for i, line in enumerate(events) if '"event":"plan_ready"' in line)
+    repair = next(i for i, line in enumerate(events) if '"event":"repair_ready"' in line)
+    written = [line for line in events[plan_ready:repair] if '"event":"day_written"' in line]
+    assert written
+    assert all(f'"device":"{done}"' not in line for line in written)
+    after = [line for line in events[repair:] if '"event":"day_written"' in line]
+    assert [f'"device":"{done}"' in line for line in after] == [True]
+    assert archive_problems(out, collect_all(sim.url, EMAIL, PASSWORD)) == []
     settled = record_requests(sim.stats())
     assert harvest(sim.url, out)[0] == 0
     assert record_requests(sim.stats()) == settled

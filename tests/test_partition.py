@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from harvester import config
 from harvester.archive import layout
-from harvester.archive.integrity import damaged_days, facts_of_vouched_files
+from harvester.archive.integrity import damaged_days
 from harvester.archive.layout import (
     ARCHIVE_KEY,
     Period,
@@ -357,36 +357,3 @@ def test_a_month_file_short_of_vouched_rows_is_damaged(tmp_path: Path) -> None:
     assert damaged_days(storage, _days(), lambda _u, d: windows[d], None, early) == {
         (SPOD.uuid, JAN[0])
     }
-
-
-@pytest.mark.parametrize("damage", ["none", "cut", "short"])
-def test_files_looked_at_during_discovery_decide_as_files_read_when_planning(
-    tmp_path: Path, damage: str
-) -> None:
-    """The facts a run gathers from the checkpoint alone while discovery runs
-    (``facts_of_vouched_files``) make ``damaged_days`` decide what reading the files then
-    decides, whatever the range; a stopped gathering leaves the rest to be read then."""
-    storage, path = _month_archive(tmp_path)
-    if damage == "cut":
-        path.write_bytes(path.read_bytes()[:-9])
-    elif damage == "short":
-        pq.write_table(pq.read_table(path).slice(3), path)
-    windows = {day: [_finished(day, 0, 3)] for day in JAN}
-    finished_days = lambda _uuid: [day.toordinal() for day in JAN]  # noqa: E731 -- a one-line stand-in for the journal
-    for lo, hi in [
-        (None, None),
-        (dt.datetime(2024, 1, 31, tzinfo=dt.UTC), None),
-        (None, dt.datetime(2024, 1, 31, tzinfo=dt.UTC)),
-    ]:
-        facts = facts_of_vouched_files(
-            storage, "month", {SPOD.uuid: SPOD.type}, finished_days, lo, hi
-        )
-        assert list(facts) == [path.relative_to(tmp_path).as_posix()]
-        assert facts[path.relative_to(tmp_path).as_posix()][0] is None or damage == "cut"
-        read_then = damaged_days(storage, _days(), lambda _u, d: windows[d], lo, hi)
-        told = damaged_days(storage, _days(), lambda _u, d: windows[d], lo, hi, facts=facts)
-        assert told == read_then
-    stopped = facts_of_vouched_files(
-        storage, "month", {SPOD.uuid: SPOD.type}, finished_days, None, None, lambda: True
-    )
-    assert stopped == {}

@@ -23,7 +23,14 @@ from harvester.models import (
     WholeSlotDays,
     WindowJob,
 )
-from harvester.plan.planner import Plan, among, ascending_unique, estimate_seconds, plan_windows
+from harvester.plan.planner import (
+    Plan,
+    among,
+    ascending_unique,
+    days_maybe_fetched,
+    estimate_seconds,
+    plan_windows,
+)
 from harvester.plan.windows import day_bounds, grid_slots, local_days_to_utc
 
 UTC = dt.UTC
@@ -526,6 +533,51 @@ def _assert_same_plans(
         ]
         assert list(plan.jobs()) == list(by_objects.jobs())
         assert plan.windows_to_fetch == len(list(plan.jobs()))
+    _assert_fetches_only_days_maybe_fetched(by_whole_days, checkpoint, lo, hi)
+    _assert_only_days_are_planned_alone(objects, compact, lo, hi, checkpoint)
+
+
+def _assert_fetches_only_days_maybe_fetched(
+    plan: Plan, checkpoint: FakeCheckpoint, lo: dt.datetime | None, hi: dt.datetime | None
+) -> None:
+    """A run writes into no file of a day ``days_maybe_fetched`` leaves out (it looks at
+    those files while it fetches, trusting them meanwhile)."""
+    fetched = {(uuid, day.toordinal()) for uuid, day in by_day(plan)}
+    maybe = {
+        (device.uuid, int(day))
+        for device, days in plan.availability.items()
+        for day in days_maybe_fetched(days, checkpoint.whole_days_of, device, lo, hi)
+    }
+    assert fetched <= maybe
+
+
+def _assert_only_days_are_planned_alone(
+    objects: Mapping[Device, Sequence[DayAvailability]],
+    compact: Mapping[Device, Sequence[DayAvailability]],
+    lo: dt.datetime | None,
+    hi: dt.datetime | None,
+    checkpoint: FakeCheckpoint,
+) -> None:
+    """A plan of ``only`` some days (a repair) fetches exactly what the whole plan fetches of
+    those days, and counts exactly those windows."""
+    whole = plan_windows(objects, lo, hi, checkpoint.finished_for)
+    some = {
+        device.uuid: np.array([d.day.toordinal() for d in days[::2]], np.int64)
+        for device, days in objects.items()
+    }
+    expected = [job for job in whole.jobs() if job.day.toordinal() in some[job.device.uuid]]
+    for availability in (objects, compact):
+        plan = plan_windows(
+            availability,
+            lo,
+            hi,
+            checkpoint.finished_for,
+            finished_days=checkpoint.finished_days,
+            whole_days=checkpoint.whole_days_of,
+            only=some.__getitem__,
+        )
+        assert list(plan.jobs()) == expected
+        assert plan.windows_to_fetch == len(expected)
 
 
 @pytest.mark.parametrize(

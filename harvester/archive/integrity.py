@@ -2,11 +2,17 @@
 
 The planner reuses every window the checkpoint holds, so a file cut short by a crash (a store
 whose rename outlived the data, a disk error, a hand-edited archive) would be trusted forever.
-Before planning, every in-range day with finished windows that hold records gets the frame of
-its Parquet file checked through ``storage.open_input`` (magic bytes at both ends and a footer
-length that fits: 12 bytes read, never the data). A day whose file is missing or unreadable is
-planned as if the checkpoint knew nothing of it, so the whole day is fetched again and the sink
-replaces the file.
+Every in-range day with finished windows that hold records gets the frame of its Parquet file
+checked through ``storage.open_input`` (magic bytes at both ends and a footer length that
+fits: 12 bytes read, never the data). A day whose file is missing or unreadable is planned as
+if the checkpoint knew nothing of it, so the whole day is fetched again and the sink replaces
+the file.
+
+A run looks first only at the files it may write into (``FileSet`` "written": those holding a
+day the plan may fetch, ``planner.days_maybe_fetched``), since the sink merges new records into
+what such a file holds. The others, most of a large archive (700,000 day files on a half-done
+5-year fleet), it looks at while it fetches, and then fetches the damaged ones' days: its first
+request does not wait for the archive's size.
 
 A month file (``--partition month``) holds many days, so it is checked once for all of them,
 and its footer's row count too: it must hold at least the rows the checkpoint vouches for in
@@ -26,7 +32,7 @@ import os
 import time
 from collections import defaultdict
 from collections.abc import Callable, Collection, Mapping, Sequence
-from typing import BinaryIO, Final
+from typing import BinaryIO, Final, Literal
 
 import numpy as np
 import numpy.typing as npt
@@ -37,9 +43,9 @@ import structlog
 from harvester.archive.layout import DAY, Period, partition_file_key, period_firsts, period_of
 from harvester.archive.settings import archive_partition
 from harvester.archive.storage import Storage
-from harvester.errors import StorageError
+from harvester.errors import Interrupted, StorageError
 from harvester.models import DayAvailability, Device, DeviceDays, FinishedWindow, WholeSlotDays
-from harvester.plan.planner import among, ascending_unique
+from harvester.plan.planner import among, ascending_unique, days_maybe_fetched
 from harvester.plan.windows import day_overlaps
 
 log = structlog.get_logger(__name__)
@@ -105,6 +111,13 @@ def _frame(handle: BinaryIO, footer_too: bool) -> tuple[str | None, bytes]:
     return None, tail[-(footer + 8) :]
 
 
+#: Which vouched files ``damaged_days`` looks at: every one; only those a plan may write into
+#: (holding a day it may fetch: a run looks at them before it plans, as a damaged one changes
+#: what the plan fetches of its days); or only the others (a run never writes them, so it
+#: looks at them while it fetches, and fetches the damaged ones' days at its end).
+FileSet = Literal["all", "written", "unwritten"]
+
+
 def damaged_days(
     storage: Storage,
     availability: Mapping[Device, Sequence[DayAvailability]],
@@ -113,7 +126,8 @@ def damaged_days(
     hi: dt.datetime | None,
     finished_days: FinishedDays | None = None,
     whole_days: WholeDays | None = None,
-    facts: Mapping[str, FileFacts] | None = None,
+    files: FileSet = "all",
+    stop: Callable[[], bool] = lambda: False,
 ) -> set[DayKey]:
     """The in-range device-days whose checkpointed records have no readable file, or (month
     files) a file that holds fewer rows than the checkpoint vouches for (warned).
@@ -121,8 +135,8 @@ def damaged_days(
     With ``finished_days`` (the journal's days with finished windows) only the periods holding
     such a day are looked at: a fleet's million available days cost nothing when the
     checkpoint holds few of them. With ``whole_days`` the rows vouched for on a whole-slot day
-    are read from its arrays, without making its windows. ``facts`` (``read_file_facts``
-    of files looked at beforehand, e.g. while discovery ran) spare reading those again.
+    are read from its arrays, without making its windows. ``files`` chooses among the vouched
+    files (``FileSet``); ``stop()``, asked device by device, ends the look with ``Interrupted``.
     """
     started = time.perf_counter()
     partition = archive_partition(storage)
@@ -133,8 +147,9 @@ def damaged_days(
     )
     damaged: set[DayKey] = set()
     checked = 0
-    named = facts.named if isinstance(facts, VouchedFileFacts) else {}
     for device, days in availability.items():
+        if stop():
+            raise Interrupted("stopped while looking at the files the checkpoint vouches for")
         if isinstance(days, DeviceDays) and finished_days is not None and whole_days is not None:
             vouched_periods = _vouched_periods_from_arrays(
                 device, days, partition, lo, hi, finished_for, finished_days, whole_days
@@ -143,20 +158,30 @@ def damaged_days(
             vouched_periods = _vouched_periods(
                 device, days, partition, lo, hi, finished_for, finished_days
             )
+        if files != "all" and vouched_periods:
+            written = ascending_unique(
+                period_firsts(days_maybe_fetched(days, whole_days, device, lo, hi), partition)
+            )
+            firsts = np.array([first for first, _, _ in vouched_periods], np.int64)
+            chosen = among(firsts, written) == (files == "written")
+            vouched_periods = [p for p, keep in zip(vouched_periods, chosen, strict=True) if keep]
         for first, in_range, vouched in vouched_periods:
             checked += 1
-            key = named.get((device.type, device.uuid, first)) or partition_file_key(
+            key = partition_file_key(
                 device.type, device.uuid, dt.date.fromordinal(first), partition
             )
-            known = facts.get(key) if facts is not None else None
-            frame, rows = known if known is not None else read_file_facts(storage, key, partition)
-            problem = frame
+            problem, rows = read_file_facts(storage, key, partition)
             if problem is None and rows is not None and rows < vouched:
                 problem = f"holds {rows} rows, fewer than the {vouched} the checkpoint vouches for"
             if problem is not None:
                 damaged.update((device.uuid, dt.date.fromordinal(o)) for o in in_range.tolist())
                 log.warning("day_file_damaged", key=key, problem=problem, action=action)
-    log.debug("day_files_checked", files=checked, seconds=round(time.perf_counter() - started, 3))
+    log.debug(
+        "day_files_checked",
+        files=checked,
+        which=files,
+        seconds=round(time.perf_counter() - started, 3),
+    )
     return damaged
 
 
@@ -300,59 +325,6 @@ def read_file_facts(storage: Storage, key: str, partition: str) -> FileFacts:
     except (pa.ArrowException, OSError, ValueError) as exc:
         # ValueError: a garbled column name is not UTF-8 (UnicodeDecodeError).
         return f"unreadable footer ({exc})", None
-
-
-class VouchedFileFacts(dict[str, FileFacts]):
-    """``read_file_facts`` by storage key, each key also found by its file's device and period
-    (``named``: (device type, uuid, the period's first day as ``date.toordinal``) → key), so
-    that ``damaged_days`` does not make the keys again (6-20 µs each, by the uuid's length;
-    26,000 month files on a 1,000-device fleet)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.named: dict[tuple[str, str, int], str] = {}
-
-
-def facts_of_vouched_files(
-    storage: Storage,
-    partition: str,
-    device_types: Mapping[str, str],
-    finished_days: FinishedDays,
-    lo: dt.datetime | None,
-    hi: dt.datetime | None,
-    stop: Callable[[], bool] = lambda: False,
-) -> VouchedFileFacts:
-    """``read_file_facts`` of every file holding a finished day of the checkpoint's devices
-    (``device_types``: uuid → type) in ``[lo, hi)``, found from the checkpoint alone, so that a
-    run can look at them while discovery runs; ``stop()`` ends it early (what is left is
-    read by ``damaged_days``)."""
-    facts = VouchedFileFacts()
-    for uuid, device_type in device_types.items():
-        finished = np.fromiter(finished_days(uuid), np.int64)
-        for first in _periods_meeting(finished, partition, lo, hi).tolist():
-            if stop():
-                return facts
-            key = partition_file_key(device_type, uuid, dt.date.fromordinal(first), partition)
-            facts[key] = read_file_facts(storage, key, partition)
-            facts.named[device_type, uuid, first] = key
-    return facts
-
-
-def _periods_meeting(
-    days: npt.NDArray[np.int64], partition: str, lo: dt.datetime | None, hi: dt.datetime | None
-) -> npt.NDArray[np.int64]:
-    """The first days (``date.toordinal``) of the periods holding ``days`` that meet
-    ``[lo, hi)``, ascending."""
-    firsts = ascending_unique(period_firsts(days, partition))
-    meets = np.ones(len(firsts), np.bool_)
-    if hi is not None:
-        meets &= (firsts - _EPOCH_ORDINAL) * _DAY_MS < _ms(hi)
-    if lo is not None:
-        # The next period's first day: a month's 1st plus 31 days lies in the next month.
-        after = firsts + 1 if partition == DAY else period_firsts(firsts + 31, partition)
-        meets &= (after - _EPOCH_ORDINAL) * _DAY_MS > _ms(lo)
-    kept: npt.NDArray[np.int64] = firsts[meets]
-    return kept
 
 
 def whole_days_only_intact(whole_days: WholeDays, damaged: set[DayKey]) -> WholeDays:

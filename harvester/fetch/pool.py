@@ -154,7 +154,7 @@ class WindowPool:
         if windows is None:
             jobs = list(jobs)
             windows = len(jobs)
-        self.stats.windows_total = windows
+        self.stats.windows_total += windows
         try:
             async with asyncio.TaskGroup() as tasks:
                 self._tasks = tasks

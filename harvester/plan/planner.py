@@ -47,6 +47,9 @@ FinishedDays = Callable[[str], Collection[int]]
 #: A device's whole-slot days (``CheckpointJournal.whole_days_of``): days the checkpoint holds
 #: as whole grid slots sharing one count, which the planner can decide all at once.
 WholeDays = Callable[[str], WholeSlotDays]
+#: The only days (``date.toordinal``, ascending and unique) of a device that a plan covers:
+#: a repair of damaged files plans their days alone.
+OnlyDays = Callable[[str], npt.NDArray[np.int64]]
 
 _EPOCH: Final = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 _EPOCH_ORDINAL: Final = _EPOCH.date().toordinal()
@@ -70,6 +73,7 @@ class Plan:
     finished_for: FinishedLookup = field(repr=False)
     finished_days: FinishedDays | None = field(repr=False)
     whole_days: WholeDays | None = field(default=None, repr=False)
+    only: OnlyDays | None = field(default=None, repr=False)
     devices: int = 0
     """Devices considered (given to the planner, with or without data in range)."""
     days: int = 0
@@ -97,8 +101,11 @@ class Plan:
             ordered = _by_day(available)
             reported_until = _reported_until(ordered)
             settled = _settled_days(ordered, self.whole_days, device, self.lo, self.hi)
+            wanted = _wanted(ordered, self.only, device)
             for index, day_info in enumerate(ordered):
                 if settled is not None and settled.up_to_date[index]:
+                    continue
+                if wanted is not None and not wanted[index]:
                     continue
                 if not day_overlaps(day_info.day, self.lo, self.hi):
                     continue
@@ -189,6 +196,7 @@ def plan_windows(
     finished_for: FinishedLookup,
     finished_days: FinishedDays | None = None,
     whole_days: WholeDays | None = None,
+    only: OnlyDays | None = None,
 ) -> Plan:
     """Plan the windows to fetch for ``availability`` (UTC days, per device) inside ``[lo, hi)``.
 
@@ -197,23 +205,29 @@ def plan_windows(
     ``finished_days(uuid)``, when given, the day ordinals that have any: the other days are
     counted from the availability's arrays alone. ``whole_days(uuid)``, when given with
     ``finished_days``, names the days held as whole grid slots: those whose slots hold the
-    server's count are counted as up to date from arrays too (``_settled_days``). Each
-    device's days must be sorted.
+    server's count are counted as up to date from arrays too (``_settled_days``). With
+    ``only``, each device's other days are left out, as if they were not available; a day's
+    windows are still planned knowing the device's every day (its latest day is not sealed).
+    Each device's days must be sorted.
     """
     days = windows_total = windows_reused = days_up_to_date = days_disagreeing = 0
     for device, available in availability.items():
         ordered = _by_day(available)
+        wanted = _wanted(ordered, only, device)
         if isinstance(ordered, DeviceDays) and finished_days is not None:
             # Days the checkpoint holds nothing of, and whole-slot days that are up to date,
             # are counted from arrays; the others are decided one by one below.
             held = ascending_unique(np.fromiter(finished_days(device.uuid), np.int64))
             decided = among(ordered.days.astype(np.int64), held)
             fresh = np.where(decided, 0, _piece_slots(ordered, lo, hi)[1])
+            if wanted is not None:
+                fresh = np.where(wanted, fresh, 0)
+                decided &= wanted
             days += int(np.count_nonzero(fresh))
             windows_total += int(fresh.sum())
             settled = _settled_days(ordered, whole_days, device, lo, hi)
             if settled is not None:
-                done = settled.up_to_date
+                done = settled.up_to_date if wanted is None else settled.up_to_date & wanted
                 days += int(np.count_nonzero(done))
                 days_up_to_date += int(np.count_nonzero(done))
                 windows_total += int(settled.pieces[done].sum())
@@ -221,7 +235,11 @@ def plan_windows(
                 decided &= ~done
             to_decide: Iterable[DayAvailability] = (ordered[int(i)] for i in decided.nonzero()[0])
         else:
-            to_decide = ordered
+            to_decide = (
+                ordered
+                if wanted is None
+                else [d for d, w in zip(ordered, wanted, strict=True) if w]
+            )
         for day_info in to_decide:
             if not day_overlaps(day_info.day, lo, hi):
                 continue
@@ -241,6 +259,7 @@ def plan_windows(
         finished_for=finished_for,
         finished_days=finished_days,
         whole_days=whole_days,
+        only=only,
         devices=len(availability),
         days=days,
         windows_total=windows_total,
@@ -248,6 +267,41 @@ def plan_windows(
         days_up_to_date=days_up_to_date,
         days_disagreeing=days_disagreeing,
     )
+
+
+def days_maybe_fetched(
+    available: Sequence[DayAvailability],
+    whole_days: WholeDays | None,
+    device: Device,
+    lo: dt.datetime | None,
+    hi: dt.datetime | None,
+) -> npt.NDArray[np.int64]:
+    """The days (``date.toordinal``, ascending) of a device that a plan may fetch windows of:
+    every day with a window in range, but the whole-slot days it finds up to date from
+    arrays (``_settled_days``), which it never decides one by one. A superset of what
+    ``Plan.day_jobs`` yields for the device: a run writes into no other day's file."""
+    ordered = _by_day(available)
+    if not isinstance(ordered, DeviceDays):
+        return np.array(
+            [d.day.toordinal() for d in ordered if day_overlaps(d.day, lo, hi)], np.int64
+        )
+    maybe = _piece_slots(ordered, lo, hi)[1] > 0
+    settled = _settled_days(ordered, whole_days, device, lo, hi)
+    if settled is not None:
+        maybe &= ~settled.up_to_date
+    days: npt.NDArray[np.int64] = ordered.days.astype(np.int64)[maybe]
+    return days
+
+
+def _wanted(
+    ordered: Sequence[DayAvailability], only: OnlyDays | None, device: Device
+) -> npt.NDArray[np.bool_] | None:
+    """Per day of ``ordered``: is it among ``only``'s days of the device (None: every day is)."""
+    if only is None:
+        return None
+    if isinstance(ordered, DeviceDays):
+        return among(ordered.days.astype(np.int64), only(device.uuid))
+    return among(np.array([d.day.toordinal() for d in ordered], np.int64), only(device.uuid))
 
 
 def _by_day(available: Sequence[DayAvailability]) -> Sequence[DayAvailability]:
