@@ -21,6 +21,8 @@ from harvester.archive.layout import CHECKPOINT_PREFIX, RUNS_PREFIX
 from harvester.archive.storage import LocalStorage
 from harvester.config import HarvestConfig, Secret
 from harvester.errors import Interrupted
+from tests.support.crash_harness import EMAIL, PASSWORD, archive_problems
+from tests.support.plain_client import collect_all
 from tests.support.simproc import SimFactory
 
 #: How long a blocked storage call waits for its release before it calls the loop blocked.
@@ -108,3 +110,46 @@ async def test_a_stop_while_plan_checks_the_day_files_is_honoured_once_the_check
         await harvest.preview_plan(config, stop)
     await stopper
     assert storage.entered.is_set()
+
+
+class KeyBlockingStorage(BlockingStorage):
+    """A local archive whose first opening of one data file waits for ``release``."""
+
+    def __init__(self, root: Path, key: str) -> None:
+        super().__init__(root, blocking="open_input")
+        self.key = key
+
+    def open_input(self, key: str) -> BinaryIO:
+        if key == self.key:
+            self._block("open_input")
+        return LocalStorage.open_input(self, key)
+
+
+async def test_a_stop_while_the_run_looks_at_the_files_it_never_writes_interrupts_it(
+    simulator: SimFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A run looks at the files it never writes while its pool fetches: a stop taken while
+    that look waits on storage ends the run as interrupted (no failure, no repair fetched),
+    and the next run ends the archive exact."""
+    sim = simulator(seed=5, devices=3, days=3, cadence_s=600)
+    out = tmp_path / "out"
+    config = HarvestConfig(
+        base_url=sim.url, email="demo@example.com", password=Secret("demo"), out=str(out), rps=500
+    )
+    assert (await harvest.run_harvest(config, asyncio.Event())).pool.windows_left == 0
+    first_file = sorted(out.rglob("*.parquet"))[0]
+    first_file.write_bytes(first_file.read_bytes()[:-9])
+    storage = KeyBlockingStorage(out, first_file.relative_to(out).as_posix())
+    _use(monkeypatch, storage)
+    stop = asyncio.Event()
+    stopper = asyncio.create_task(_stop_while_blocked(storage, stop))
+    summary = await harvest.run_harvest(config, stop)
+    await stopper
+    assert storage.entered.is_set()
+    assert summary.interrupted
+    assert summary.failure is None
+    monkeypatch.undo()
+    again = await harvest.run_harvest(config, asyncio.Event())
+    assert again.failure is None
+    assert not again.interrupted
+    assert archive_problems(out, collect_all(sim.url, EMAIL, PASSWORD)) == []
