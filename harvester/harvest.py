@@ -23,7 +23,6 @@ from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-import numpy as np
 import orjson
 import structlog
 
@@ -32,14 +31,9 @@ from harvester.api.client import ClientSettings
 from harvester.api.client import SensitClient as SensitClient
 from harvester.archive.availability import record_availability
 from harvester.archive.checkpoint.journal import CheckpointJournal
-from harvester.archive.integrity import (
-    FileSet,
-    damaged_days,
-    trusting_only_intact,
-    whole_days_only_intact,
-)
 from harvester.archive.layout import DEVICES_NAME, checkpoint_prefix, lock_key, run_key, state_key
 from harvester.archive.opening import open_storage
+from harvester.archive.planning import days_disagreeing, make_plan, repair_plan
 from harvester.archive.schemas import SchemaRegistry
 from harvester.archive.settings import settle_partition
 from harvester.archive.sink import ParquetSink
@@ -47,14 +41,13 @@ from harvester.archive.storage import Storage
 from harvester.config import HarvestConfig
 from harvester.errors import HarvesterError, InternalError, Interrupted
 from harvester.fetch.backoff import RetryPolicy
-from harvester.fetch.discovery import Availability, Discovery, discover, discover_devices
+from harvester.fetch.discovery import Discovery, discover, discover_devices
 from harvester.fetch.gate import RequestGate as RequestGate
 from harvester.fetch.pool import PoolStats, describe_stats
 from harvester.fetch.pool import WindowPool as WindowPool
 from harvester.models import FailedDevice, WindowJob
-from harvester.plan.planner import Plan, estimate_seconds, plan_windows
+from harvester.plan.planner import Plan, estimate_seconds
 from harvester.plan.shards import Shard
-from harvester.plan.windows import local_days_to_utc
 
 log = structlog.get_logger(__name__)
 
@@ -72,90 +65,6 @@ def retry_policy(config: HarvestConfig) -> RetryPolicy:
     return RetryPolicy(
         max_attempts=config.max_attempts, window_429_budget_s=config.window_429_budget_s
     )
-
-
-def make_plan(
-    config: HarvestConfig,
-    availability: Availability,
-    journal: CheckpointJournal,
-    storage: Storage,
-    files: FileSet = "all",
-) -> Plan:
-    """The windows to fetch; a day whose file is missing or damaged is fetched again whole.
-
-    Reads a few bytes of every vouched file among ``files`` (a run looks at the others while
-    it fetches: ``repair_plan``): call it from a thread.
-    """
-    lo, hi = local_days_to_utc(config.since, config.until, config.zone)
-    damaged = damaged_days(
-        storage,
-        availability,
-        journal.finished_for,
-        lo,
-        hi,
-        journal.finished_days,
-        journal.whole_days_of,
-        files,
-    )
-    return plan_windows(
-        availability,
-        lo,
-        hi,
-        trusting_only_intact(journal.finished_for, damaged),
-        journal.finished_days,
-        whole_days_only_intact(journal.whole_days_of, damaged),
-    )
-
-
-def repair_plan(
-    config: HarvestConfig,
-    availability: Availability,
-    journal: CheckpointJournal,
-    storage: Storage,
-    stop: Callable[[], bool],
-) -> Plan:
-    """The days of the damaged files among those ``make_plan(files="written")`` left for
-    later (a run never writes them), fetched again whole, and no other day. Looks at every
-    such file (call it from a thread, while the run fetches); ``Interrupted`` once ``stop()``.
-    """
-    lo, hi = local_days_to_utc(config.since, config.until, config.zone)
-    damaged = damaged_days(
-        storage,
-        availability,
-        journal.finished_for,
-        lo,
-        hi,
-        journal.finished_days,
-        journal.whole_days_of,
-        "unwritten",
-        stop,
-    )
-    days: dict[str, list[int]] = {}
-    for owner, day in damaged:
-        days.setdefault(owner, []).append(day.toordinal())
-    only = {owner: np.unique(np.array(ordinals, np.int64)) for owner, ordinals in days.items()}
-    return plan_windows(
-        {device: available for device, available in availability.items() if device.uuid in only},
-        lo,
-        hi,
-        trusting_only_intact(journal.finished_for, damaged),
-        journal.finished_days,
-        whole_days_only_intact(journal.whole_days_of, damaged),
-        only.__getitem__,
-    )
-
-
-def days_disagreeing(
-    config: HarvestConfig, availability: Availability, journal: CheckpointJournal
-) -> int:
-    """Device-days the checkpoint now holds whole, for the server's current count, whose
-    records do not add up to that count: what the server said it has but did not return (or
-    returned twice). The next run fetches them again; this one must not report success."""
-    lo, hi = local_days_to_utc(config.since, config.until, config.zone)
-    plan = plan_windows(
-        availability, lo, hi, journal.finished_for, journal.finished_days, journal.whole_days_of
-    )
-    return plan.days_disagreeing
 
 
 async def _unless_stopped(work: Awaitable[T], stop: asyncio.Event) -> T | None:

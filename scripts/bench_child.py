@@ -127,10 +127,10 @@ def capture(args: argparse.Namespace) -> dict[str, Any]:
     """The response bodies of the windows a run would fetch, saved as ``<n>.json`` files."""
     from harvester.api.client import ClientSettings, SensitClient
     from harvester.archive.checkpoint.journal import CheckpointJournal
+    from harvester.archive.planning import make_plan
     from harvester.archive.storage import LocalStorage
     from harvester.fetch.discovery import discover
     from harvester.fetch.gate import RequestGate
-    from harvester.harvest import make_plan
     from harvester.logging import configure_logging
 
     configure_logging("json", -1)
