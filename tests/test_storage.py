@@ -138,10 +138,14 @@ def test_a_symbolic_link_out_of_the_root_is_refused(tmp_path: Path) -> None:
     assert list(elsewhere.iterdir()) == []
 
 
+@pytest.mark.parametrize("read", ["read_bytes", "open_input"])
 @pytest.mark.parametrize("linked", ["day=2024-01-02", "day=2024-01-02/d.parquet"])
-def test_a_link_below_a_folder_already_seen_is_still_refused(tmp_path: Path, linked: str) -> None:
+def test_a_link_below_a_folder_already_seen_is_still_refused(
+    tmp_path: Path, linked: str, read: str
+) -> None:
     """Once a device's folder is known to lie inside, a day folder or file made a link out
-    of the root afterwards is still refused (the last two components are checked each time)."""
+    of the root afterwards is still refused (the last two components are checked each time,
+    the file's by opening it without following a link), whichever way it is read."""
     root, elsewhere = tmp_path / "out", tmp_path / "elsewhere"
     device = root / "device_type=FMD" / "device_id=1"
     (device / "day=2024-01-01").mkdir(parents=True)
@@ -157,7 +161,20 @@ def test_a_link_below_a_folder_already_seen_is_still_refused(tmp_path: Path, lin
     else:
         (device / linked).symlink_to(elsewhere)
     with pytest.raises(StorageError, match="leads outside"):
-        storage.read_bytes("device_type=FMD/device_id=1/day=2024-01-02/d.parquet")
+        getattr(storage, read)("device_type=FMD/device_id=1/day=2024-01-02/d.parquet")
+
+
+def test_a_link_to_a_file_inside_the_root_is_read(tmp_path: Path) -> None:
+    """A file that is a link to another file inside the root is read through it, with its
+    folder known or not, and a missing file is a ``StorageError`` naming it."""
+    LocalStorage(tmp_path).write_file("t=a/d=1/p=1/real.bin", lambda h: h.write(b"inside"))
+    storage = LocalStorage(tmp_path)
+    (tmp_path / "t=a/d=1/p=1/link.bin").symlink_to(tmp_path / "t=a/d=1/p=1/real.bin")
+    for _ in range(2):  # the folder unknown, then known
+        with storage.open_input("t=a/d=1/p=1/link.bin") as handle:
+            assert handle.read() == b"inside"
+    with pytest.raises(StorageError, match=r"gone\.bin"):
+        storage.open_input("t=a/d=1/p=1/gone.bin")
 
 
 def test_encoded_names_with_percent_equals_and_unicode_round_trip(tmp_path: Path) -> None:

@@ -97,41 +97,61 @@ class LocalStorage:
 
     def __init__(self, root: Path) -> None:
         self.root = root
-        self._real_root = root.resolve()
-        self._folders_inside: set[Path] = set()
+        self._root = str(root)
+        real = os.path.realpath(root)
+        self._real_root = real
+        #: What a path resolving inside starts with (the root itself aside).
+        self._real_prefix = real if real.endswith(os.sep) else real + os.sep
+        self._folders_inside: set[str] = set()
 
     def describe(self) -> str:
         return str(self.root)
 
     def _path(self, key: str) -> Path:
-        return self._inside(self.root / checked_key(key), key)
+        return Path(self._checked_path(key))
 
-    def _inside(self, path: Path, key: str) -> Path:
-        if not self._resolves_inside(path):
-            raise StorageError(
-                f"refusing the storage key {key[:120]!r}: it leads outside {self.root}"
-            )
+    def _checked_path(self, key: str, final_link_checked: bool = False) -> str:
+        """The key's path, once it resolves inside the root; ``final_link_checked``: the
+        caller opens it without following a link at its end (``O_NOFOLLOW``), so that one
+        ``lstat`` is spared."""
+        path = os.path.join(self._root, checked_key(key))
+        if not self._resolves_inside(path, final_link_checked):
+            raise self._outside(key)
         return path
 
-    def _resolves_inside(self, path: Path) -> bool:
+    def _outside(self, key: str) -> StorageError:
+        return StorageError(f"refusing the storage key {key[:120]!r}: it leads outside {self.root}")
+
+    def _inside(self, path: Path, key: str) -> Path:
+        if not self._resolves_inside(str(path)):
+            raise self._outside(key)
+        return path
+
+    def _is_under_root(self, path: str) -> bool:
+        real = os.path.realpath(path)
+        return real == self._real_root or real.startswith(self._real_prefix)
+
+    def _resolves_inside(self, path: str, final_link_checked: bool = False) -> bool:
         """Does ``path``, links followed, lie under the root.
 
-        ``resolve`` costs ~160 µs (a system call per component): 2 minutes for the frames of
+        Resolving costs ~160 µs (a system call per component): 2 minutes for the frames of
         700,000 day files before a resume. The folder two levels up (a device's, for a day
         file) is resolved once and remembered; the last two components are checked with
-        ``lstat`` each time, and any link among them is resolved in full.
+        ``lstat`` each time (the last one not, when ``final_link_checked``), and any link
+        among them is resolved in full. Paths are strings: ``pathlib`` cost as much again.
         """
-        grandparent = path.parent.parent
+        folder = os.path.dirname(path)
+        grandparent = os.path.dirname(folder)
         if grandparent not in self._folders_inside:
-            if not path.resolve().is_relative_to(self._real_root):
+            if not self._is_under_root(path):
                 return False
             if len(self._folders_inside) >= _REMEMBERED_FOLDERS:
                 self._folders_inside.clear()
-            if grandparent.resolve().is_relative_to(self._real_root):
+            if self._is_under_root(grandparent):
                 self._folders_inside.add(grandparent)
             return True
-        if _is_link(path.parent) or _is_link(path):
-            return path.resolve().is_relative_to(self._real_root)
+        if _is_link(folder) or (not final_link_checked and _is_link(path)):
+            return self._is_under_root(path)
         return True
 
     @contextmanager
@@ -188,10 +208,24 @@ class LocalStorage:
             return path.read_bytes()
 
     def open_input(self, key: str) -> BinaryIO:
-        """A seekable reader, so Parquet footers can be read without the whole file."""
-        path = self._path(key)
+        """A seekable reader, so Parquet footers can be read without the whole file.
+
+        Unbuffered: its readers ask for what they need (a footer, a column chunk), and a
+        buffer would only copy it. Opened without following a link at the path's end (a link
+        is then resolved and checked in full): ~13 µs a file where ``lstat``, ``pathlib`` and
+        a buffered open took ~35 (a look at 700,000 day files, or ``verify`` of 1.4 M).
+        """
+        path = self._checked_path(key, final_link_checked=True)
         with self._translate(f"read {path}"):
-            return path.open("rb")
+            try:
+                fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
+            except OSError as exc:
+                if exc.errno != errno.ELOOP:
+                    raise
+                if not self._is_under_root(path):
+                    raise self._outside(key) from None
+                fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+            return open(fd, "rb", buffering=0)
 
     def exists(self, key: str) -> bool:
         return self._path(key).exists()
@@ -261,7 +295,7 @@ def _walk_files(folder: str, key_prefix: str) -> list[str]:
     return keys
 
 
-def _is_link(path: Path) -> bool:
+def _is_link(path: str | Path) -> bool:
     try:
         return stat.S_ISLNK(os.lstat(path).st_mode)
     except FileNotFoundError:
