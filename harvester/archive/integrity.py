@@ -21,8 +21,8 @@ slot). When it does not, every in-range day of the month is fetched again and me
 count catches what the frame cannot: days outside ``--since``/``--until`` that a repaired month
 file lost (the run that rewrote it did not fetch them) are fetched by the next run that covers
 them. A month file is read from its start, whole when it is smaller than one read (64 KiB),
-and its footer parsed from those bytes: ~150-200 µs a file, a third of it opening the file
-through storage and a third parsing the footer.
+and its footer parsed from those bytes: ~125 µs a file, most of it parsing the footer (a day
+file's frame alone: ~22 µs).
 """
 
 from __future__ import annotations
