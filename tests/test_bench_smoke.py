@@ -53,10 +53,15 @@ def _check_scale(runs: dict[str, list[dict[str, Any]]]) -> None:
     """Scenario 7's commands did their work, not just yield figures: both runs reached their
     pool (the smoke stops them after ``plan_ready``), the resumed one reused every finished
     window and fetched none of them again, and the finished archive passed status, verify and
-    report."""
-    [empty], [resumed] = runs.values()
+    report, in month files and in day files."""
+    [empty], [month], [day] = runs.values()
     assert empty["plan"]["exit"] == 0, empty["plan"]
     assert empty["run"]["discovered_to_first_request_s"] is not None, empty["run"]
+    for resumed in (month, day):
+        _check_resumed(resumed)
+
+
+def _check_resumed(resumed: dict[str, Any]) -> None:
     plan, run = resumed["half"]["plan"], resumed["half"]["run"]
     assert plan["exit"] == 0, plan
     assert plan["reused_all_finished"], plan
