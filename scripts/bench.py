@@ -1,6 +1,7 @@
 """The performance benchmark of issue 5: every scenario a ratio measured in the same run.
 
-    .venv/bin/python scripts/bench.py [--smoke] [--rounds N] [--results DIR]
+    .venv/bin/python scripts/bench.py [--smoke] [--rounds N] [--results DIR] [--only LIST]
+        [--scale-archives DIR]
 
 Scenarios (docs in README "Performance"): 1 rate-limited, 2 latency-bound, 3 CPU-bound
 (harvester ÷ bare floors with our parser and with pyarrow.json, and ÷ the pandas user
@@ -21,6 +22,7 @@ table; writes every raw figure as JSON under ``--results``.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime as dt
 import json
 import statistics
@@ -77,6 +79,9 @@ class Sizes:
     """Those seconds count from the run's start (None), or from this event of its log:
     ``plan_ready`` at smoke size, so that however loaded the machine the run reaches its pool
     and the half-done archive's reuse is checked."""
+    scale_archives: Path | None = None
+    """Where scenario 7 keeps its built archives (``month/``, ``day/``), reusing a matching
+    build (``--scale-archives``); None: a temporary folder, built anew."""
 
 
 FULL = Sizes(
@@ -323,7 +328,7 @@ def scenario_scale(sizes: Sizes, rounds: int, work: Path) -> dict[str, list[dict
                     days,
                     run_s,
                     partition,
-                    work / f"scale-archive-{partition}",
+                    (sizes.scale_archives or work) / partition,
                     run_from=run_from,
                     base_url=sim.url,
                     timeout_s=ARCHIVE_TIMEOUT_S,
@@ -639,8 +644,13 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, help="interleaved rounds (3; smoke 1)")
     parser.add_argument("--results", type=Path, default=ROOT / "bench-results")
     parser.add_argument("--only", help=f"comma list of scenarios ({','.join(SCENARIOS)})")
+    parser.add_argument(
+        "--scale-archives",
+        type=Path,
+        help="keep scenario 7's archives here (month/, day/) and reuse a matching build",
+    )
     args = parser.parse_args()
-    sizes = SMOKE if args.smoke else FULL
+    sizes = dataclasses.replace(SMOKE if args.smoke else FULL, scale_archives=args.scale_archives)
     rounds = args.rounds or (1 if args.smoke else 3)
     chosen = args.only.split(",") if args.only else list(SCENARIOS)
     import structlog
