@@ -91,9 +91,10 @@ async def test_a_stop_while_the_checkpoint_is_read_ends_the_run_before_sign_in(
 async def test_a_stop_while_plan_checks_the_day_files_is_honoured_once_the_check_ends(
     simulator: SimFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """``plan`` over a harvested archive checks the frame of every day file before it trusts
-    the checkpoint: while that check waits on storage, the loop takes the stop, and the plan is
-    not shown (``Interrupted``) once the check ends."""
+    """``plan`` over a harvested archive checks the frame of the day files a run would write
+    into before it trusts the checkpoint (here a day one window short): while that check
+    waits on storage, the loop takes the stop, and the plan is not shown (``Interrupted``)
+    once the check ends."""
     sim = simulator(seed=5, devices=2, days=2, cadence_s=600)
     out = tmp_path / "out"
     config = HarvestConfig(
@@ -102,6 +103,8 @@ async def test_a_stop_while_plan_checks_the_day_files_is_honoured_once_the_check
     first = await harvest.run_harvest(config, asyncio.Event())
     assert first.pool.windows_done > 0
     assert first.pool.windows_left == 0
+    segment = sorted((out / CHECKPOINT_PREFIX).glob("seg-*.jsonl"))[-1]
+    segment.write_bytes(b"".join(segment.read_bytes().splitlines(keepends=True)[:-1]))
     storage = BlockingStorage(out, blocking="open_input")
     _use(monkeypatch, storage)
     stop = asyncio.Event()
@@ -153,3 +156,39 @@ async def test_a_stop_while_the_run_looks_at_the_files_it_never_writes_interrupt
     assert again.failure is None
     assert not again.interrupted
     assert archive_problems(out, collect_all(sim.url, EMAIL, PASSWORD)) == []
+
+
+class CountingStorage(LocalStorage):
+    """A local archive that names the data files opened for reading."""
+
+    def __init__(self, root: Path) -> None:
+        super().__init__(root)
+        self.opened: list[str] = []
+
+    def open_input(self, key: str) -> BinaryIO:
+        self.opened.append(key)
+        return super().open_input(key)
+
+
+async def test_plan_looks_only_at_the_files_a_run_would_write_into(
+    simulator: SimFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``plan`` of a harvested archive opens none of the files a run never writes: of the
+    eight day files, only each device's last day (one a plan may fetch, should the server's
+    count of it have moved), as the run itself looks at the others only while it fetches."""
+    sim = simulator(seed=5, devices=2, days=4, cadence_s=600)
+    out = tmp_path / "out"
+    config = HarvestConfig(
+        base_url=sim.url, email="demo@example.com", password=Secret("demo"), out=str(out), rps=500
+    )
+    assert (await harvest.run_harvest(config, asyncio.Event())).pool.windows_left == 0
+    files = sorted(p.relative_to(out).as_posix() for p in out.rglob("*.parquet"))
+    last_days = {
+        max(key for key in files if key.startswith(f"{device}/"))
+        for device in {key.rsplit("/", 2)[0] for key in files}
+    }
+    storage = CountingStorage(out)
+    monkeypatch.setattr(harvest, "open_storage", lambda config: storage)
+    await harvest.preview_plan(config, asyncio.Event())
+    assert (len(files), len(last_days)) == (8, 2)
+    assert set(storage.opened) <= last_days

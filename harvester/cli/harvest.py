@@ -138,6 +138,7 @@ def print_plan(preview: PlanPreview, config: HarvestConfig) -> None:
     print(f"device-days      {plan.days} ({plan.days_up_to_date} up to date, nothing to fetch)")
     print(f"windows          {plan.windows_total} ({plan.windows_reused} already done)")
     print(f"to fetch         {plan.windows_to_fetch} windows")
+    print("                 (and the days of any file a run finds damaged as it fetches)")
     print(
         f"estimated time   {_duration(preview.eta_s)} at --rps {config.rps:g}, "
         f"--concurrency {config.concurrency}"
