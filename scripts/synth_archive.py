@@ -26,7 +26,8 @@ against the same simulator reuses every finished window and ``verify`` finds no 
 - The checkpoint snapshot (``checkpoint.format.SCHEMA``, kind ``fin``, one row per planned
   window: slots starting at or before the day's last record; ``sealed`` as ``WindowJob.sealed``)
   is built as columns and written with ``format.write_snapshot``, then opened once with
-  ``CheckpointJournal.open`` so that the snapshot is in whatever format the current code keeps.
+  ``CheckpointJournal.open`` and compacted, so that the snapshot is in whatever form the
+  current code leaves (a row per whole-slot day, as a harvest's compaction writes it).
 
 Data files are written straight to disk (no fsync; the harvester's storage seam fsyncs every
 file, which at ~1.4 M day files would take hours). ``DIR/synth.json`` records what was built;
@@ -208,7 +209,20 @@ def write_checkpoint(out: Path, rows: pa.Table) -> None:
     storage = LocalStorage(out)
     key = f"{CHECKPOINT_PREFIX}/{SNAPSHOT_NAME}"
     storage.write_file(key, lambda handle: fmt.write_snapshot(handle, rows, 1))
-    CheckpointJournal.open(storage, "synth").close()
+    _open_compacted(storage)
+
+
+def _open_compacted(storage: LocalStorage) -> None:
+    """The journal opened once, its snapshot rewritten as a harvest leaves it (a row per
+    whole-slot day): rows written a window each are read as they are, and kept so until a
+    run compacts them, which would make every command reading them pay for 16.9 M rows."""
+    journal = CheckpointJournal.open(storage, "synth", compact_after_segments=1)
+    uuid = next(iter(journal.device_types()))
+    day = dt.date.fromordinal(min(journal.finished_days(uuid)))
+    # One window recorded again (the same entry) makes a segment, whose flush compacts.
+    journal.record(finished=journal.finished_for(uuid, day)[:1])
+    journal.flush()
+    journal.close()
 
 
 # ---------------------------------------------------------------- data files
@@ -458,10 +472,10 @@ def load(root: Path, devices: int, days: int, partition: str) -> Built | None:
 
 
 def reopen(built: Built) -> None:
-    """Both archives' checkpoints opened once with the current code (which rewrites a snapshot
-    of an older format in its own)."""
+    """Both archives' checkpoints opened once with the current code, and compacted (which
+    rewrites a snapshot of an older format, or of a window a row, in its own)."""
     for out in (built.half, built.finished):
-        CheckpointJournal.open(LocalStorage(out), "synth").close()
+        _open_compacted(LocalStorage(out))
 
 
 def _link_tree(source: Path, target: Path) -> None:
