@@ -13,7 +13,11 @@ Settings only a whole process can choose, so the library never applies them:
   opening a large checkpoint and planning do better with glibc's defaults (a resumed
   1,000-device x 5-year run peaked at 310 MB tuned from the start, 291 MB untuned). Commands
   that only read an archive and the server's counts (``status``, ``verify``, ``report``,
-  ``plan``) keep glibc's defaults throughout.
+  ``plan``) keep glibc's defaults throughout, but one:
+- **One glibc arena for commands that only read.** glibc gives each thread that allocates its
+  own arena, and the freed memory left in each is kept: ``report`` reads footers in 8
+  threads, and on the 5-year fleet's day archive (1.4 M files) peaked at 427 MB with an
+  arena per thread, 301 MB with one. Their threads wait on I/O, not on the allocator.
 - **Arrow hands freed memory back at once.** Its allocator (mimalloc) purges freed pages
   after a delay, and pages freed by a thread that then sits idle (the one that read the
   checkpoint) stay: ``status`` of a 1.4 M-day archive peaked at 307 MB, 248 MB with
@@ -34,7 +38,7 @@ import sys
 from collections.abc import Sequence
 from types import ModuleType
 
-_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # glibc's malloc.h
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD, _M_ARENA_MAX = -1, -3, -8  # glibc's malloc.h
 MMAP_THRESHOLD_BYTES = 32 * 1024 * 1024  # glibc's ceiling for it on 64-bit
 TRIM_THRESHOLD_BYTES = 256 * 1024 * 1024
 
@@ -70,6 +74,7 @@ def tune_process(command: str | None = None) -> None:
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     os.environ.setdefault("MIMALLOC_PURGE_DELAY", "0")
     if command in _READING_COMMANDS:
+        _mallopt(_M_ARENA_MAX, 1)
         return
     _heap_settings_pending = True
     if command not in _POOL_COMMANDS:
@@ -83,6 +88,12 @@ def tune_heap() -> None:
     if not _heap_settings_pending:
         return
     _heap_settings_pending = False
+    _mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES)
+    _mallopt(_M_TRIM_THRESHOLD, TRIM_THRESHOLD_BYTES)
+
+
+def _mallopt(option: int, value: int) -> None:
+    """glibc's ``mallopt``, unless this is not glibc or the user chose ``MALLOC_*`` settings."""
     if not sys.platform.startswith("linux") or any(k.startswith("MALLOC_") for k in os.environ):
         return
     try:
@@ -90,8 +101,7 @@ def tune_heap() -> None:
     except OSError:
         return
     if hasattr(libc, "mallopt"):
-        libc.mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES)
-        libc.mallopt(_M_TRIM_THRESHOLD, TRIM_THRESHOLD_BYTES)
+        libc.mallopt(option, value)
 
 
 def release_free_heap() -> None:
