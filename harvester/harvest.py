@@ -275,19 +275,6 @@ async def _harvest(
             windows=plan.windows_to_fetch,
             reused=plan.windows_reused,
         )
-        # The files the run never writes are looked at while it fetches (most of a large
-        # archive's): the days of damaged ones are fetched once the plan's are.
-        no_repair = threading.Event()
-        repairs = asyncio.ensure_future(
-            asyncio.to_thread(
-                repair_plan,
-                config,
-                discovery.availability,
-                journal,
-                storage,
-                lambda: no_repair.is_set() or stop.is_set(),
-            )
-        )
         schemas = SchemaRegistry(storage)
         sink = ParquetSink(storage, schemas, partition)
         with ThreadPoolExecutor(max_workers=2, thread_name_prefix="harvest-cpu") as executor:
@@ -306,6 +293,19 @@ async def _harvest(
                 on_pool(pool, gate, client)
             # The live counters: whatever stops the pool, the summary tells what it did.
             summary.pool = pool.stats
+            # The files the run never writes are looked at while it fetches (most of a large
+            # archive's): the days of damaged ones are fetched once the plan's are.
+            no_repair = threading.Event()
+            repairs = asyncio.ensure_future(
+                asyncio.to_thread(
+                    repair_plan,
+                    config,
+                    discovery.availability,
+                    journal,
+                    storage,
+                    lambda: no_repair.is_set() or stop.is_set(),
+                )
+            )
             try:
                 await pool.run(plan.jobs(), plan.windows_to_fetch)
                 if not stop.is_set():

@@ -8,6 +8,7 @@ again and ends exact — never a crash, never silently trusted.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +19,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from harvester.archive.integrity import (
+    FileSet,
     _vouched_periods,
     _vouched_periods_from_arrays,
     damaged_days,
@@ -174,16 +176,7 @@ def test_files_a_run_writes_into_are_looked_at_apart_from_the_others(
             whole = path.read_bytes()
             path.write_bytes(whole[:-9])
         found = {
-            files: damaged_days(
-                storage,
-                availability,
-                checkpoint.finished_for,
-                None,
-                None,
-                checkpoint.finished_days,
-                checkpoint.whole_days_of,
-                files,
-            )
+            files: _look(storage, availability, checkpoint, files)
             for files in ("all", "written", "unwritten")
         }
         assert found["all"] == (
@@ -205,17 +198,28 @@ def test_a_stopped_look_ends_with_interrupted(tmp_path: Path) -> None:
     answer taken for the whole)."""
     storage, availability, checkpoint, _ = _archive_one_window_short(tmp_path, "day")
     with pytest.raises(Interrupted):
-        damaged_days(
-            storage,
-            availability,
-            checkpoint.finished_for,
-            None,
-            None,
-            checkpoint.finished_days,
-            checkpoint.whole_days_of,
-            "unwritten",
-            stop=lambda: True,
-        )
+        _look(storage, availability, checkpoint, "unwritten", stop=lambda: True)
+
+
+def _look(
+    storage: LocalStorage,
+    availability: dict[Device, DeviceDays],
+    checkpoint: FakeCheckpoint,
+    files: FileSet,
+    stop: Callable[[], bool] = lambda: False,
+) -> set[tuple[str, dt.date]]:
+    """``damaged_days`` of the whole range, told what the checkpoint holds as a run tells it."""
+    return damaged_days(
+        storage,
+        availability,
+        checkpoint.finished_for,
+        None,
+        None,
+        checkpoint.finished_days,
+        checkpoint.whole_days_of,
+        files,
+        stop,
+    )
 
 
 def test_trusting_only_intact_hides_damaged_days() -> None:

@@ -9,12 +9,14 @@ them from a thread.
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 
 from harvester.archive.checkpoint.journal import CheckpointJournal
 from harvester.archive.integrity import (
+    DayKey,
     FileSet,
     damaged_days,
     trusting_only_intact,
@@ -23,7 +25,7 @@ from harvester.archive.integrity import (
 from harvester.archive.storage import Storage
 from harvester.config import HarvestConfig
 from harvester.models import DayAvailability, Device
-from harvester.plan.planner import Plan, plan_windows
+from harvester.plan.planner import OnlyDays, Plan, plan_windows
 from harvester.plan.windows import local_days_to_utc
 
 
@@ -40,24 +42,8 @@ def make_plan(
     it fetches: ``repair_plan``): call it from a thread.
     """
     lo, hi = local_days_to_utc(config.since, config.until, config.zone)
-    damaged = damaged_days(
-        storage,
-        availability,
-        journal.finished_for,
-        lo,
-        hi,
-        journal.finished_days,
-        journal.whole_days_of,
-        files,
-    )
-    return plan_windows(
-        availability,
-        lo,
-        hi,
-        trusting_only_intact(journal.finished_for, damaged),
-        journal.finished_days,
-        whole_days_only_intact(journal.whole_days_of, damaged),
-    )
+    damaged = _damaged(storage, availability, journal, lo, hi, files)
+    return _trusting_intact(availability, lo, hi, journal, damaged)
 
 
 def repair_plan(
@@ -72,7 +58,31 @@ def repair_plan(
     such file (call it from a thread, while the run fetches); ``Interrupted`` once ``stop()``.
     """
     lo, hi = local_days_to_utc(config.since, config.until, config.zone)
-    damaged = damaged_days(
+    damaged = _damaged(storage, availability, journal, lo, hi, "unwritten", stop)
+    days: dict[str, list[int]] = {}
+    for owner, day in damaged:
+        days.setdefault(owner, []).append(day.toordinal())
+    only = {owner: np.unique(np.array(ordinals, np.int64)) for owner, ordinals in days.items()}
+    return _trusting_intact(
+        {device: available for device, available in availability.items() if device.uuid in only},
+        lo,
+        hi,
+        journal,
+        damaged,
+        only.__getitem__,
+    )
+
+
+def _damaged(
+    storage: Storage,
+    availability: Mapping[Device, Sequence[DayAvailability]],
+    journal: CheckpointJournal,
+    lo: dt.datetime | None,
+    hi: dt.datetime | None,
+    files: FileSet,
+    stop: Callable[[], bool] = lambda: False,
+) -> set[DayKey]:
+    return damaged_days(
         storage,
         availability,
         journal.finished_for,
@@ -80,21 +90,28 @@ def repair_plan(
         hi,
         journal.finished_days,
         journal.whole_days_of,
-        "unwritten",
+        files,
         stop,
     )
-    days: dict[str, list[int]] = {}
-    for owner, day in damaged:
-        days.setdefault(owner, []).append(day.toordinal())
-    only = {owner: np.unique(np.array(ordinals, np.int64)) for owner, ordinals in days.items()}
+
+
+def _trusting_intact(
+    availability: Mapping[Device, Sequence[DayAvailability]],
+    lo: dt.datetime | None,
+    hi: dt.datetime | None,
+    journal: CheckpointJournal,
+    damaged: set[DayKey],
+    only: OnlyDays | None = None,
+) -> Plan:
+    """The plan with the checkpoint's windows of ``damaged`` days not trusted."""
     return plan_windows(
-        {device: available for device, available in availability.items() if device.uuid in only},
+        availability,
         lo,
         hi,
         trusting_only_intact(journal.finished_for, damaged),
         journal.finished_days,
         whole_days_only_intact(journal.whole_days_of, damaged),
-        only.__getitem__,
+        only,
     )
 
 
