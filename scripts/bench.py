@@ -394,6 +394,21 @@ def _pick(runs: list[dict[str, Any]], key: str) -> list[float]:
     return [float(run[key]) for run in runs]
 
 
+def _at_least(bound: float) -> Callable[[float], bool]:
+    """The check of a target ``>= bound``."""
+    return lambda v: v >= bound
+
+
+def _at_most(bound: float) -> Callable[[float], bool]:
+    """The check of a target ``<= bound``."""
+    return lambda v: v <= bound
+
+
+def _finished(command: str, figure: str) -> Callable[[dict[str, Any]], float]:
+    """``figure`` of ``command`` on the finished archive of a scenario 7 run."""
+    return lambda r: r["finished"][command][figure]
+
+
 def _first_request_gap(run: dict[str, Any]) -> float:
     return _gap_s(run["run"])
 
@@ -417,7 +432,7 @@ def rows_of(results: dict[str, dict[str, list[dict[str, Any]]]]) -> list[Row]:
                     _pick(runs, "ratio"),
                     True,
                     f">= {ratio_min}",
-                    lambda v, m=ratio_min: v >= m,
+                    _at_least(ratio_min),
                 )
             )
             rows.append(
@@ -427,7 +442,7 @@ def rows_of(results: dict[str, dict[str, list[dict[str, Any]]]]) -> list[Row]:
                     _pick(runs, "share_429"),
                     False,
                     f"<= {share_max:.0%}",
-                    lambda v, m=share_max: v <= m,
+                    _at_most(share_max),
                 )
             )
     if "latency" in results:
@@ -563,7 +578,7 @@ def rows_of(results: dict[str, dict[str, list[dict[str, Any]]]]) -> list[Row]:
                     [pick(run) for run in runs],
                     False,
                     f"<= {limit:g}",
-                    lambda v, m=limit: v <= m,
+                    _at_most(limit),
                 )
             )
     for name, runs in results.get("pacers", {}).items():
@@ -604,16 +619,8 @@ def _archive_rows(name: str, runs: list[dict[str, Any]]) -> list[Row]:
         ),
     ]
     for command in ("status", "verify", "report"):
-        picks.append(
-            (
-                f"finished {command} peak RSS MB",
-                lambda r, c=command: r["finished"][c]["peak_rss_mb"],
-                300.0,
-            )
-        )
-        picks.append(
-            (f"finished {command} CPU s", lambda r, c=command: r["finished"][c]["cpu_s"], None)
-        )
+        picks.append((f"finished {command} peak RSS MB", _finished(command, "peak_rss_mb"), 300.0))
+        picks.append((f"finished {command} CPU s", _finished(command, "cpu_s"), None))
     return [
         Row(
             "7 scale",
@@ -621,7 +628,7 @@ def _archive_rows(name: str, runs: list[dict[str, Any]]) -> list[Row]:
             [pick(run) for run in runs],
             False,
             "" if limit is None else f"<= {limit:g}",
-            None if limit is None else (lambda v, m=limit: v <= m),
+            None if limit is None else _at_most(limit),
         )
         for measure, pick, limit in picks
     ]

@@ -23,10 +23,11 @@ import structlog
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench_checkpoint import windows
+
 from harvester.archive.checkpoint.journal import CheckpointJournal
 from harvester.archive.objectstore import open_location
 from harvester.archive.storage import LocalStorage, Storage
-from scripts.bench_checkpoint import windows
 from tests.support.s3server import TEST_ENV, moto_server, new_bucket
 
 

@@ -92,13 +92,16 @@ def harvest(args: argparse.Namespace) -> dict[str, Any]:
     probe = LagProbe()
     marks: dict[str, float] = {}
 
+    def mark_pool(*_: object) -> None:
+        marks.setdefault("pool", time.perf_counter())
+
     async def main() -> Any:
         prober = asyncio.create_task(probe.run()) if args.probe_lag else None
         try:
             return await run_harvest(
                 config,
                 asyncio.Event(),
-                on_pool=lambda *_: marks.setdefault("pool", time.perf_counter()),
+                on_pool=mark_pool,
             )
         finally:
             if prober is not None:

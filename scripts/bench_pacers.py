@@ -16,7 +16,7 @@ import math
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from asyncio_throttle import Throttler  # type: ignore[import-untyped]  # no type information
+from asyncio_throttle import Throttler
 
 from harvester.fetch.gate import RequestGate
 

@@ -40,7 +40,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import duckdb
 import numpy as np
@@ -59,7 +59,7 @@ from harvester.archive.settings import settle_partition  # noqa: E402
 from harvester.archive.sink import ParquetSink, WindowRows  # noqa: E402
 from harvester.archive.storage import LocalStorage  # noqa: E402
 from harvester.logging import configure_logging  # noqa: E402
-from harvester.models import Device  # noqa: E402
+from harvester.models import Device, DeviceType  # noqa: E402
 from tests.support.simproc import SimulatorProcess  # noqa: E402  -- the simulator, as tests run it
 
 START = dt.date(2023, 1, 1)
@@ -125,7 +125,8 @@ def repartition(day_archive: Path, out: Path) -> dict[str, Any]:
         table = pq.read_table(pa.BufferReader(source.read_bytes(key)))
         start = dt.datetime.combine(day, dt.time(), dt.UTC)
         window = WindowRows(start, start + dt.timedelta(days=1), table)
-        sink.write_day(Device(uuid, device_type, uuid), day, [window])
+        # cast: the type folder of a file the harvester wrote is one of DEVICE_TYPES.
+        sink.write_day(Device(uuid, cast(DeviceType, device_type), uuid), day, [window])
     return {
         "how": "day files merged into month files by ParquetSink.write_day",
         "wall_s": round(time.perf_counter() - started, 1),

@@ -207,8 +207,8 @@ def launch(result: str, argv: list[str]) -> int:
     except OSError as error:
         _write(result, {"error": f"cannot start {argv[0]!r}: {error}"})
         return 127
-    for signum in pending:
-        os.kill(child, signum)
+    for queued in pending:
+        os.kill(child, queued)
     with open(result + ".started", "w") as file:
         file.write(str(child))
     os.waitid(os.P_PID, child, os.WEXITED | os.WNOWAIT)
