@@ -73,9 +73,10 @@ def test_pandas_stays_unloaded_while_pyarrow_builds_arrays() -> None:
 def test_commands_that_only_read_keep_the_allocators_defaults(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """status/verify/report/plan leave glibc's defaults but one (a single arena); run takes
-    the heap settings only when its pool starts (tune_heap), once; every command has Arrow
-    purge freed pages at once."""
+    """status/verify/report/plan leave glibc's defaults but one (a single arena) and give
+    Arrow glibc's heap; run keeps Arrow's own allocator and takes the heap settings only when
+    its pool starts (tune_heap), once; every command has Arrow purge freed pages at once; a
+    user's own choice of Arrow's allocator wins."""
     calls: list[tuple[int, int]] = []
 
     class FakeLibc:
@@ -84,17 +85,24 @@ def test_commands_that_only_read_keep_the_allocators_defaults(
 
     monkeypatch.setattr(entry.ctypes, "CDLL", lambda _name: FakeLibc())
     monkeypatch.setattr(entry.sys, "platform", "linux")
-    for name in ["MIMALLOC_PURGE_DELAY", "OPENBLAS_NUM_THREADS", *entry.os.environ]:
-        if name.startswith("MALLOC_") or name in ("MIMALLOC_PURGE_DELAY", "OPENBLAS_NUM_THREADS"):
+    ours = ("MIMALLOC_PURGE_DELAY", "OPENBLAS_NUM_THREADS", "ARROW_DEFAULT_MEMORY_POOL")
+    for name in [*ours, *entry.os.environ]:
+        if name.startswith("MALLOC_") or name in ours:
             monkeypatch.setenv(name, "restored-after-the-test")  # so teardown removes it
             monkeypatch.delenv(name)
     entry.tune_process("status")
     entry.tune_heap()
     assert calls == [(-8, 1)]  # M_ARENA_MAX
     assert entry.os.environ["MIMALLOC_PURGE_DELAY"] == "0"
+    assert entry.os.environ["ARROW_DEFAULT_MEMORY_POOL"] == "system"
+    monkeypatch.setenv("ARROW_DEFAULT_MEMORY_POOL", "jemalloc")
+    entry.tune_process("report")
+    assert entry.os.environ["ARROW_DEFAULT_MEMORY_POOL"] == "jemalloc"
+    monkeypatch.delenv("ARROW_DEFAULT_MEMORY_POOL")
     calls.clear()
     entry.tune_process("run")
     assert calls == []
+    assert "ARROW_DEFAULT_MEMORY_POOL" not in entry.os.environ
     entry.tune_heap()
     entry.tune_heap()
     assert len(calls) == 2

@@ -146,19 +146,14 @@ def coverage_parts(
         if type_of.get(uuid) == kind:
             folders_of.setdefault(part_of[uuid], []).append((kind, uuid))
 
-    def parts_of_rows(uuids: Sequence[str], code: npt.NDArray[np.int32]) -> npt.NDArray[np.int32]:
-        return np.asarray([part_of.get(uuid, -1) for uuid in uuids], np.int32).take(code)
-
-    ours, theirs = (
-        parts_of_rows(checkpoint.uuids, checkpoint.code),
-        parts_of_rows(server_days.uuids, server_days.code),
-    )
+    ours, theirs = _RowsOfDevices(checkpoint), _RowsOfDevices(server_days)
     for part, start in enumerate(range(0, len(drawn), devices_per_part)):
+        uuids = [device.uuid for device in drawn[start : start + devices_per_part]]
         yield build_coverage(
             drawn[start : start + devices_per_part],
-            _take(checkpoint, np.flatnonzero(ours == part)),
+            _take(checkpoint, ours.rows(uuids)),
             read_stored(folders_of.get(part, [])),
-            _take(server_days, np.flatnonzero(theirs == part)),
+            _take(server_days, theirs.rows(uuids)),
             counts_are_current=counts_are_current,
             since=since,
             until=until,
@@ -166,6 +161,24 @@ def coverage_parts(
 
 
 _Columns = TypeVar("_Columns", DayTotals, AvailabilityColumns)
+
+
+class _RowsOfDevices:
+    """Which rows of a source's columns are whose: both sources are sorted by ``code``, so
+    each device's rows are one run of them, found by where each code begins (a row number
+    per device-day, held for the whole join, cost 11 MB on 1,000 devices x 5 years)."""
+
+    def __init__(self, columns: DayTotals | AvailabilityColumns) -> None:
+        self._code_of = {uuid: code for code, uuid in enumerate(columns.uuids)}
+        self._bounds = np.searchsorted(columns.code, np.arange(len(columns.uuids) + 1))
+
+    def rows(self, uuids: Iterable[str]) -> npt.NDArray[np.intp]:
+        """The rows of these devices', by code (none for a uuid the source does not list)."""
+        codes = sorted(code for uuid in uuids if (code := self._code_of.get(uuid)) is not None)
+        bounds = self._bounds
+        return np.concatenate(
+            [np.zeros(0, np.intp)] + [np.arange(bounds[c], bounds[c + 1]) for c in codes]
+        )
 
 
 def _take(columns: _Columns, rows: npt.NDArray[np.intp]) -> _Columns:

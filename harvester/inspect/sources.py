@@ -2,7 +2,8 @@
 files and state) and, when they ask, the server's counts of now.
 
 The comparisons and the coverage themselves are ``verify`` and ``report``; this module only
-opens and asks, so that the command line has one call to make.
+opens and asks, so that the command line has one call to make. The network stack is imported
+by the calls that ask the server: it is ~10 MB that ``report`` without ``--verify`` never uses.
 """
 
 from __future__ import annotations
@@ -11,13 +12,11 @@ import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from harvester.api.client import ClientSettings
 from harvester.archive.availability import AvailabilityColumns, read_availability_columns
 from harvester.archive.layout import HARVEST_DIR
 from harvester.archive.opening import open_existing_storage, open_storage, read_all_checkpoints
 from harvester.config import HarvestConfig
 from harvester.errors import StorageError
-from harvester.fetch.discovery import discover_devices
 from harvester.inspect.report import Coverage, device_folders, read_devices, read_stored
 from harvester.inspect.report_join import coverage_parts, joined
 from harvester.inspect.verify import VerifyReport, compare
@@ -35,6 +34,9 @@ class Verification:
 
 async def verify_archive(config: HarvestConfig) -> Verification:
     """Stored rows per device and day (in ``config.timezone``) against the server's counts."""
+    from harvester.api.client import ClientSettings
+    from harvester.fetch.discovery import discover_devices
+
     settings = ClientSettings.from_config(config)
     storage = await asyncio.to_thread(open_existing_storage, config)
     discovery = await discover_devices(settings, config, timezone=config.timezone)
@@ -66,11 +68,11 @@ def collect_coverage(
         checkpoint = read_all_checkpoints(storage).day_totals()
         server_days = asyncio.run(_server_days(config))
     else:
-        # Reading the recorded copy briefly holds every row's uuid as text, which is better
-        # done before the checkpoint is loaded than on top of it.
-        server_days = read_availability_columns(storage)
-        release_memory()
+        # The checkpoint first, on a heap nothing else has used yet: read after the recorded
+        # copy, it peaked 18 MB higher on 1,000 devices x 5 years.
         checkpoint = read_all_checkpoints(storage).day_totals()
+        release_memory()
+        server_days = read_availability_columns(storage)
     release_memory()
     parts = []
     for part in coverage_parts(
@@ -97,6 +99,9 @@ def collect_coverage(
 
 
 async def _server_days(config: HarvestConfig) -> AvailabilityColumns:
+    from harvester.api.client import ClientSettings
+    from harvester.fetch.discovery import discover_devices
+
     found = await discover_devices(ClientSettings.from_config(config), config)
     return AvailabilityColumns.of(
         (device.uuid, days) for device, days in found.availability.items()
