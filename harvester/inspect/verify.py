@@ -11,8 +11,11 @@ import datetime as dt
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Final
 from zoneinfo import ZoneInfo
 
+import numpy as np
+import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
@@ -20,6 +23,9 @@ import pyarrow.parquet as pq
 from harvester.archive.layout import DAY, Period, device_prefix, is_temporary, parse_file_key
 from harvester.archive.storage import Storage
 from harvester.models import DayAvailability, Device
+
+_EPOCH_ORDINAL: Final = dt.date(1970, 1, 1).toordinal()
+_DAY_MS: Final = 86_400_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,14 +65,37 @@ def stored_counts(storage: Storage, device: Device, zone: ZoneInfo) -> Counter[d
             if utc and period.partition == DAY:
                 counts[period.first] += parquet.metadata.num_rows
                 continue
-            dates = parquet.read(columns=["date"]).column("date")
+            # One file's few thousand dates: pyarrow's own threads cost more than they save.
+            dates = parquet.read(columns=["date"], use_threads=False).column("date")
         counts.update(day_counts(dates, zone))
     return counts
 
 
+def utc_day_counts(
+    dates: pa.ChunkedArray,
+) -> tuple[npt.NDArray[np.int32], npt.NDArray[np.int64]]:
+    """The UTC days (``date.toordinal()``, ascending) that non-null ``dates`` (timestamps)
+    fall on, and how many fall on each: by integer division of the milliseconds, ~5 times
+    cheaper than formatting each date."""
+    millis = pc.drop_null(dates.cast(pa.timestamp("ms", tz="UTC"))).cast(pa.int64())
+    days, counts = np.unique(np.floor_divide(millis.to_numpy(), _DAY_MS), return_counts=True)
+    return (days + _EPOCH_ORDINAL).astype(np.int32), counts.astype(np.int64)
+
+
 def day_counts(dates: pa.ChunkedArray, zone: ZoneInfo) -> Counter[dt.date]:
-    """How many of ``dates`` (``timestamp[ms, UTC]``) fall on each day of ``zone``."""
-    local = pc.strftime(dates.cast(pa.timestamp("ms", tz=zone.key)), format="%Y-%m-%d")
+    """How many of the non-null ``dates`` (``timestamp[ms, UTC]``) fall on each day of
+    ``zone``."""
+    if zone.key == "UTC":
+        days, counts = utc_day_counts(dates)
+        return Counter(
+            {
+                dt.date.fromordinal(day): count
+                for day, count in zip(days.tolist(), counts.tolist(), strict=True)
+            }
+        )
+    local = pc.strftime(
+        pc.drop_null(dates.cast(pa.timestamp("ms", tz=zone.key))), format="%Y-%m-%d"
+    )
     return Counter(
         {
             dt.date.fromisoformat(value["values"]): value["counts"]
