@@ -112,8 +112,8 @@ def build_coverage(
     )
     del ours, theirs
     cells = _join(len(drawn), sources, stored, server_days, checkpoint, counts_are_current)
-    first = dt.date.fromordinal(int(cells.day.min())) if len(cells) else None
-    last = dt.date.fromordinal(int(cells.day.max())) if len(cells) else None
+    first = dt.date.fromordinal(int(np.min(cells.day))) if len(cells) else None
+    last = dt.date.fromordinal(int(np.max(cells.day))) if len(cells) else None
     return Coverage(drawn, cells, first, last, _counts_from(counts_are_current))
 
 
@@ -228,8 +228,8 @@ def _join(
 ) -> DayCells:
     """One cell per (device, day) of any source, sorted: each source's rows are placed by
     ``searchsorted`` into the sorted union of their (device, day) keys."""
-    low = min((int(s.day.min()) for s in sources if len(s.day)), default=0)
-    high = max((int(s.day.max()) for s in sources if len(s.day)), default=0)
+    low = min((int(np.min(s.day)) for s in sources if len(s.day)), default=0)
+    high = max((int(np.max(s.day)) for s in sources if len(s.day)), default=0)
     span = high - low + 1
     # Half the memory of int64 keys whenever they fit (1,000 devices x 5 years: 1.8 M). The
     # device columns are the join's own (made by ``take`` or a mask): keys are made in place.

@@ -132,8 +132,9 @@ def aggregate(coverage: Coverage, columns: list[Period]) -> PeriodGrid:
     flat *= n_columns
     flat += column[rows]
     del column, kept
-    days = np.bincount(flat * n_states + cells.state[rows], minlength=size * n_states)
-    days = days.reshape(*shape, n_states)
+    days = np.bincount(flat * n_states + cells.state[rows], minlength=size * n_states).reshape(
+        *shape, n_states
+    )
     # The worst state present is the largest with a day (no data when there is none).
     worst = np.where(days > 0, np.arange(n_states), 0).max(axis=2, initial=0).astype(np.int8)
     stored = np.zeros(size, np.int64)
